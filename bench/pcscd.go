@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ebfe/scard"
+)
+
+// Machine facts of the bench (Debian 12, test-bench.md).
+const (
+	PCSCDSocket   = "/run/pcscd/pcscd.comm"
+	pcscdPIDFile  = "/run/pcscd/pcscd.pid"
+	VPCDDriver    = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+	VPCDConfig    = "/etc/reader.conf.d/vpcd"
+	PCSCDLogName  = "cardmail-pcscd.log" // in os.TempDir()
+	PCSCDTimeout  = 10 * time.Second
+	InstallHint   = "install with: apt-get install pcscd libpcsclite-dev vsmartcard-vpcd opensc opensc-pkcs11 (or scripts/install-deps.sh)"
+	ReaderName0   = "Virtual PCD 00 00"
+	ReaderName1   = "Virtual PCD 00 01"
+	VPCDAddr0     = "127.0.0.1:35963"
+	VPCDAddr1     = "127.0.0.1:35964"
+	defaultOpenSC = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+)
+
+// MissingError reports a bench component that is not installed. Hint says what to install.
+type MissingError struct {
+	Component string // "pcscd", "vpcd", "opensc-pkcs11"
+	Path      string // what was looked for
+	Hint      string
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("bench: %s missing (%s); %s", e.Component, e.Path, e.Hint)
+}
+
+// PCSCDError reports that pcscd could not be started, did not answer or did not stop in time. Log is the daemon's
+// log file when the bench started it.
+type PCSCDError struct {
+	Op  string // "start", "wait", "stop"
+	Log string
+	Err error
+}
+
+func (e *PCSCDError) Error() string {
+	s := fmt.Sprintf("bench: pcscd %s: %v", e.Op, e.Err)
+	if e.Log != "" {
+		s += " (log " + e.Log + ")"
+	}
+	return s
+}
+func (e *PCSCDError) Unwrap() error { return e.Err }
+
+// ErrNoVPCDReaders is wrapped in a *PCSCDError when pcscd answers but does not list the vpcd readers.
+var ErrNoVPCDReaders = errors.New("vpcd readers not listed")
+
+// pcscdMu serialises EnsurePCSCD and StopPCSCD inside the process.
+var pcscdMu sync.Mutex
+
+// PCSCDLog returns the path of the log file of a pcscd started by EnsurePCSCD.
+func PCSCDLog() string { return filepath.Join(os.TempDir(), PCSCDLogName) }
+
+// pcscdState tells whether pcscd answers and lists both vpcd readers.
+func pcscdState() (answers, vpcd bool) {
+	ctx, err := scard.EstablishContext()
+	if err != nil {
+		return false, false
+	}
+	defer ctx.Release()
+	readers, err := ctx.ListReaders()
+	if err != nil {
+		// ErrNoReadersAvailable: the daemon answers but has no readers (yet).
+		return true, false
+	}
+	return true, slices.Contains(readers, ReaderName0) && slices.Contains(readers, ReaderName1)
+}
+
+func pcscdPath() (string, error) {
+	if p, err := exec.LookPath("pcscd"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/pcscd", "/sbin/pcscd", "/usr/local/sbin/pcscd"} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", &MissingError{Component: "pcscd", Path: "pcscd in PATH or /usr/sbin", Hint: InstallHint}
+}
+
+// EnsurePCSCD makes sure pcscd runs with the vpcd driver: when its socket does not answer it starts
+// `pcscd --foreground` detached (new session, output appended to PCSCDLog()), never with --auto-exit, and waits
+// until scard.EstablishContext + ListReaders shows both vpcd readers, up to PCSCDTimeout.
+// Errors: *MissingError (pcscd or vpcd not installed), *PCSCDError (start failed, or no answer in time; wraps
+// ErrNoVPCDReaders when the daemon answers without the vpcd readers).
+// Safe for concurrent use; machine-wide callers should hold Lock.
+func EnsurePCSCD() error {
+	pcscdMu.Lock()
+	defer pcscdMu.Unlock()
+	answers, vpcd := pcscdState()
+	if answers && vpcd {
+		return nil
+	}
+	if _, err := os.Stat(VPCDDriver); err != nil {
+		return &MissingError{Component: "vpcd", Path: VPCDDriver, Hint: InstallHint}
+	}
+	if _, err := os.Stat(VPCDConfig); err != nil {
+		return &MissingError{Component: "vpcd", Path: VPCDConfig, Hint: InstallHint}
+	}
+	logPath := ""
+	if !answers && len(pcscdPIDs()) == 0 {
+		path, err := pcscdPath()
+		if err != nil {
+			return err
+		}
+		// A pcscd killed with SIGKILL leaves its pid file and socket; a stale pid file naming a live (or zombie)
+		// process makes the new daemon refuse to start.
+		_ = os.Remove(pcscdPIDFile)
+		_ = os.Remove(PCSCDSocket)
+		logPath = PCSCDLog()
+		logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return &PCSCDError{Op: "start", Err: err}
+		}
+		fmt.Fprintf(logf, "--- %s: bench starting %s --foreground\n", time.Now().Format(time.RFC3339Nano), path)
+		closeOnExecAll()
+		cmd := exec.Command(path, "--foreground")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		err = cmd.Start()
+		logf.Close()
+		if err != nil {
+			return &PCSCDError{Op: "start", Log: logPath, Err: err}
+		}
+		go func() { _ = cmd.Wait() }() // reap it if it dies while this process lives
+	}
+	deadline := time.Now().Add(PCSCDTimeout)
+	for {
+		answers, vpcd = pcscdState()
+		if answers && vpcd {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			err := errors.New("no answer on " + PCSCDSocket)
+			if answers {
+				err = fmt.Errorf("%w (%s, %s)", ErrNoVPCDReaders, ReaderName0, ReaderName1)
+			}
+			return &PCSCDError{Op: "wait", Log: logPath, Err: fmt.Errorf("after %v: %w", PCSCDTimeout, err)}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// StopPCSCD kills every pcscd process of the machine with SIGKILL and waits until they are gone (up to
+// PCSCDTimeout), then removes the stale pid file and socket. Cards inserted at that moment see their socket close
+// and count as removed. No pcscd running is not an error. Errors: *PCSCDError.
+func StopPCSCD() error {
+	pcscdMu.Lock()
+	defer pcscdMu.Unlock()
+	pids := pcscdPIDs()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+			return &PCSCDError{Op: "stop", Err: fmt.Errorf("kill %d: %w", pid, err)}
+		}
+	}
+	deadline := time.Now().Add(PCSCDTimeout)
+	for len(pcscdPIDs()) > 0 {
+		if time.Now().After(deadline) {
+			return &PCSCDError{Op: "stop", Err: fmt.Errorf("pids %v still alive after %v", pcscdPIDs(), PCSCDTimeout)}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = os.Remove(pcscdPIDFile)
+	_ = os.Remove(PCSCDSocket)
+	return nil
+}
+
+// closeOnExecAll marks every descriptor above stderr close-on-exec. Go opens its own files that way, but descriptors
+// inherited from the parent (e.g. a lock held by flock(1) around `go test`) would otherwise leak into the long-lived
+// daemon and keep that lock forever.
+func closeOnExecAll() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
+// pcscdPIDs lists live (not zombie) processes whose command name is pcscd.
+func pcscdPIDs() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// stat: pid (comm) state ...; comm may contain spaces and parentheses, so cut at the last ')'.
+		s := string(stat)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < open || close+2 >= len(s) {
+			continue
+		}
+		if s[open+1:close] != "pcscd" {
+			continue
+		}
+		if state := s[close+2]; state == 'Z' || state == 'X' {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// OpenSCModule returns the path of opensc-pkcs11.so, or a *MissingError.
+func OpenSCModule() (string, error) {
+	for _, p := range []string{defaultOpenSC, "/usr/lib/opensc-pkcs11.so", "/usr/lib64/opensc-pkcs11.so",
+		"/usr/local/lib/opensc-pkcs11.so"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", &MissingError{Component: "opensc-pkcs11", Path: defaultOpenSC, Hint: InstallHint}
+}

@@ -1,0 +1,227 @@
+package gui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/reader"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/token"
+	"github.com/cardmail/cardmail/words"
+)
+
+// CardService is what the cards view needs from the domain: the readers, the certificates of the present cards, and
+// card events. *Cards (session manager + reader listing) implements it; tests give fakes.
+type CardService interface {
+	Readers(ctx context.Context) ([]reader.Reader, error)
+	Certificates(ctx context.Context) ([]session.CardCert, error)
+	Subscribe(fn func(session.Event)) (unsubscribe func())
+}
+
+// Cards adapts a session manager and the PC/SC reader listing to CardService.
+type Cards struct{ *session.Manager }
+
+// Readers lists the PC/SC readers.
+func (Cards) Readers(ctx context.Context) ([]reader.Reader, error) { return reader.List(ctx) }
+
+// cardsView shows the readers and the certificates of the present cards, refreshed after every card event. All its
+// fields are touched on the UI goroutine only; background work hands results over with fyne.Do.
+type cardsView struct {
+	svc  CardService
+	lang words.Lang
+
+	readers    []reader.Reader
+	readersErr error
+	certs      []session.CardCert
+	certsErr   error
+
+	banner     *widget.Label
+	readerList *widget.List
+	certList   *widget.List
+	certStatus *widget.Label
+	progress   *widget.ProgressBarInfinite
+
+	mu     sync.Mutex // guards seq and cancel, which background goroutines read
+	seq    int
+	cancel context.CancelFunc
+}
+
+func newCardsView(svc CardService, lang words.Lang) *cardsView {
+	v := &cardsView{svc: svc, lang: lang}
+	v.banner = widget.NewLabel("")
+	v.banner.Importance = widget.DangerImportance
+	v.banner.Wrapping = fyne.TextWrapWord
+	v.banner.Hide()
+	v.certStatus = widget.NewLabel("")
+	v.certStatus.Wrapping = fyne.TextWrapWord
+	v.progress = widget.NewProgressBarInfinite()
+	v.progress.Hide()
+
+	v.readerList = widget.NewList(
+		func() int { return len(v.readers) },
+		func() fyne.CanvasObject {
+			return container.NewHBox(widget.NewIcon(theme.ComputerIcon()), widget.NewLabel("reader"), widget.NewLabel("state"))
+		},
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.readers) {
+				return
+			}
+			r := v.readers[i]
+			row := o.(*fyne.Container).Objects
+			state := v.t("reader.card_absent", nil)
+			icon := theme.RadioButtonIcon()
+			if r.CardPresent {
+				state, icon = v.t("reader.card_present", nil), theme.RadioButtonCheckedIcon()
+			}
+			row[0].(*widget.Icon).SetResource(icon)
+			row[1].(*widget.Label).SetText(r.Name)
+			row[2].(*widget.Label).SetText(state)
+		})
+
+	v.certList = widget.NewList(
+		func() int { return len(v.certs) },
+		func() fyne.CanvasObject {
+			title := widget.NewLabelWithStyle("subject", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			detail := widget.NewLabel("detail")
+			detail.Wrapping = fyne.TextWrapWord
+			return container.NewBorder(nil, nil, widget.NewIcon(theme.ConfirmIcon()), nil,
+				container.NewVBox(title, detail))
+		},
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.certs) {
+				return
+			}
+			v.fillCertRow(v.certs[i], o.(*fyne.Container))
+		})
+	return v
+}
+
+func (v *cardsView) t(key string, data map[string]any) string { return words.T(v.lang, key, data) }
+
+// fillCertRow shows one certificate: subject, issuer, validity, and the verdict with its reasons.
+func (v *cardsView) fillCertRow(c session.CardCert, row *fyne.Container) {
+	d := token.Describe(&c.Certificate)
+	box := row.Objects[0].(*fyne.Container)
+	title, detail := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
+	icon := row.Objects[1].(*widget.Icon)
+	lines := []string{v.t("cert.issuer", map[string]any{"Issuer": d.Issuer})}
+	if len(d.NotAfter) >= 10 {
+		lines = append(lines, v.t("cert.valid_until", map[string]any{"Date": d.NotAfter[:10]}))
+	}
+	lines = append(lines, c.Reader)
+	if d.Usable {
+		icon.SetResource(theme.ConfirmIcon())
+		lines = append(lines, v.t("cert.usable", nil))
+		title.Importance = widget.MediumImportance
+	} else {
+		icon.SetResource(theme.CancelIcon())
+		reasons := make([]string, len(d.Reasons))
+		for i, r := range d.Reasons {
+			reasons[i] = v.t("reason."+string(r), nil)
+		}
+		lines = append(lines, v.t("cert.unusable", nil)+": "+strings.Join(reasons, ", "))
+		title.Importance = widget.LowImportance
+	}
+	subject := d.Subject
+	if subject == "" {
+		subject = c.Label
+	}
+	title.SetText(subject)
+	detail.SetText(strings.Join(lines, "\n"))
+}
+
+// content lays the view out.
+func (v *cardsView) content() fyne.CanvasObject {
+	readers := container.NewBorder(widget.NewLabelWithStyle(v.t("readers.title", nil), fyne.TextAlignLeading,
+		fyne.TextStyle{Bold: true}), nil, nil, nil, v.readerList)
+	certs := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle(v.t("certs.title", nil),
+		fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.progress, v.certStatus), nil, nil, nil, v.certList)
+	split := container.NewHSplit(readers, certs)
+	split.Offset = 0.35
+	return container.NewBorder(v.banner, nil, nil, nil, split)
+}
+
+// onEvent is called by the session manager on its goroutine: it must not block or touch widgets directly.
+func (v *cardsView) onEvent(ev session.Event) {
+	switch ev.Kind {
+	case session.CardRemoved:
+		fyne.Do(func() { v.showBanner(v.t("banner.card_removed", nil)) })
+	case session.CardInserted:
+		fyne.Do(func() { v.banner.Hide() })
+	}
+	v.refresh()
+}
+
+func (v *cardsView) showBanner(text string) {
+	v.banner.SetText(text)
+	v.banner.Show()
+}
+
+// refresh reloads readers and certificates in the background; a newer refresh supersedes an older one. Safe to
+// call from any goroutine.
+func (v *cardsView) refresh() {
+	v.mu.Lock()
+	v.seq++
+	seq := v.seq
+	if v.cancel != nil {
+		v.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	v.cancel = cancel
+	v.mu.Unlock()
+
+	fyne.Do(func() {
+		v.progress.Show()
+		v.progress.Start()
+		v.certStatus.SetText(v.t("certs.loading", nil))
+	})
+	go func() {
+		defer cancel()
+		rs, rerr := v.svc.Readers(ctx)
+		cs, cerr := v.svc.Certificates(ctx)
+		fyne.Do(func() {
+			v.mu.Lock()
+			latest := seq == v.seq
+			v.mu.Unlock()
+			if !latest {
+				return
+			}
+			v.apply(rs, rerr, cs, cerr)
+		})
+	}()
+}
+
+// apply shows a refresh's results; UI goroutine only.
+func (v *cardsView) apply(rs []reader.Reader, rerr error, cs []session.CardCert, cerr error) {
+	v.progress.Stop()
+	v.progress.Hide()
+	v.readers, v.readersErr = rs, rerr
+	v.certs, v.certsErr = cs, cerr
+	switch {
+	case errors.Is(rerr, reader.ErrServiceNotRunning):
+		v.showBanner(v.t("readers.service_down", nil))
+	case rerr == nil && len(rs) == 0:
+		v.showBanner(v.t("readers.none", nil))
+	}
+	switch {
+	case cerr == nil && len(cs) == 0, errors.Is(cerr, session.ErrCardAbsent):
+		v.certStatus.SetText(v.t("certs.none", nil))
+	case cerr != nil:
+		code := diagnosis.OfCardError(cerr)
+		v.certStatus.SetText(fmt.Sprintf("%s %s", words.Message(v.lang, code), words.Remedy(v.lang, code)))
+	default:
+		v.certStatus.SetText("")
+	}
+	v.readerList.Refresh()
+	v.certList.Refresh()
+}

@@ -1,0 +1,55 @@
+// Command cardmail is the CardMail desktop app and its command line (see README.md).
+//
+// main only wires packages together: the PKCS#11 agent when the environment asks for it, a cli subcommand when
+// one is named, otherwise the GUI (with the built-in virtual card for `cardmail demo`).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cardmail/cardmail/cli"
+	"github.com/cardmail/cardmail/demo"
+	"github.com/cardmail/cardmail/gui"
+	"github.com/cardmail/cardmail/reader"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/token"
+	"github.com/cardmail/cardmail/words"
+)
+
+func main() {
+	if token.AgentRequested() {
+		os.Exit(token.RunAgent())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lang := words.Detect()
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] != "demo" {
+		os.Exit(cli.Run(ctx, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Lang: lang}, args))
+	}
+	os.Exit(runGUI(ctx, lang, len(args) > 0 && args[0] == "demo"))
+}
+
+// runGUI starts the session manager on live reader events and opens the window.
+func runGUI(ctx context.Context, lang words.Lang, withDemo bool) int {
+	opt := gui.Options{Lang: lang}
+	if withDemo {
+		d, err := demo.Start()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return cli.ExitFailure
+		}
+		defer d.Close()
+		opt.Demo = d
+	}
+	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE")})
+	defer m.Close()
+	go m.Run(ctx, reader.Watch(ctx))
+	opt.Cards = gui.Cards{Manager: m}
+	gui.Run(opt)
+	return cli.ExitOK
+}

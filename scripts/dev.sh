@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# CardMail's developer entry point: the README's two commands and CI go through here.
+#   scripts/dev.sh demo    install what is missing, start pcscd, run the GUI with the built-in virtual card
+#   scripts/dev.sh test    install what is missing, start pcscd, run the checks and the whole test suite
+#   scripts/dev.sh bench   run the benchmarks and print their table
+# Works on a fresh Debian/Ubuntu machine: missing Debian packages are installed (with sudo when not root); a missing
+# or old Go is replaced by Debian's golang-go, which fetches the toolchain go.mod names through the Go module proxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+ensure_go() {
+  export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
+  if ! command -v go >/dev/null 2>&1; then
+    echo "installing Debian's golang-go (it downloads the Go version go.mod asks for through the module proxy)" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go ca-certificates git >/dev/null
+  fi
+  export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+  export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+}
+
+ensure_tools() {
+  # staticcheck, pinned, built from the module proxy into ./bin
+  if [ ! -x "$root/bin/staticcheck" ]; then
+    GOBIN="$root/bin" go install honnef.co/go/tools/cmd/staticcheck@v0.7.0
+  fi
+}
+
+start_pcscd() {
+  if [ -S /run/pcscd/pcscd.comm ] && pgrep -x pcscd >/dev/null 2>&1; then return; fi
+  $SUDO mkdir -p /run/pcscd
+  # Detached, without --auto-exit (nothing would restart it); the bench restarts it itself when a test kills it.
+  $SUDO sh -c 'setsid pcscd --foreground >/tmp/cardmail-pcscd.log 2>&1 < /dev/null &'
+  for _ in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && return; sleep 0.1; done
+  echo "pcscd did not start; see /tmp/cardmail-pcscd.log" >&2
+  exit 1
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  demo)
+    bash scripts/install-deps.sh
+    ensure_go
+    start_pcscd
+    go build -o bin/cardmail .
+    exec ./bin/cardmail demo
+    ;;
+  test)
+    bash scripts/install-deps.sh
+    ensure_go
+    ensure_tools
+    start_pcscd
+    echo "== gofmt"; out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); [ -z "$out" ] || { echo "gofmt would change: $out"; exit 1; }
+    echo "== go vet"; go vet ./...
+    echo "== staticcheck"; ./bin/staticcheck ./...
+    echo "== go test"
+    go test -count=1 -timeout 25m ./...
+    ;;
+  bench)
+    bash scripts/install-deps.sh
+    ensure_go
+    start_pcscd
+    go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 20m ./... | tee /tmp/cardmail-bench.txt
+    ;;
+  *)
+    echo "usage: scripts/dev.sh demo|test|bench" >&2
+    exit 2
+    ;;
+esac
