@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -78,11 +77,12 @@ func Lock(t testing.TB) {
 		t.Fatalf("bench: lock: open %s: %v", path, err)
 	}
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
+		var busy bool
+		busy, err = tryFlock(f)
+		if err == nil && !busy {
 			break
 		}
-		if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
+		if err != nil {
 			f.Close()
 			lockState.mu.Unlock()
 			t.Fatalf("bench: lock: flock %s: %v", path, err)
@@ -108,7 +108,7 @@ func unlockOnce() {
 		return
 	}
 	if lockState.file != nil {
-		_ = syscall.Flock(int(lockState.file.Fd()), syscall.LOCK_UN)
+		unFlock(lockState.file)
 		lockState.file.Close()
 		lockState.file = nil
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ebfe/scard"
@@ -134,7 +133,7 @@ func EnsurePCSCD() error {
 		closeOnExecAll()
 		cmd := exec.Command(path, "--foreground")
 		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		detach(cmd)
 		err = cmd.Start()
 		logf.Close()
 		if err != nil {
@@ -167,7 +166,7 @@ func StopPCSCD() error {
 	defer pcscdMu.Unlock()
 	pids := pcscdPIDs()
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
+		if err := killPID(pid); err != nil {
 			return &PCSCDError{Op: "stop", Err: fmt.Errorf("kill %d: %w", pid, err)}
 		}
 	}
@@ -181,21 +180,6 @@ func StopPCSCD() error {
 	_ = os.Remove(pcscdPIDFile)
 	_ = os.Remove(PCSCDSocket)
 	return nil
-}
-
-// closeOnExecAll marks every descriptor above stderr close-on-exec. Go opens its own files that way, but descriptors
-// inherited from the parent (e.g. a lock held by flock(1) around `go test`) would otherwise leak into the long-lived
-// daemon and keep that lock forever.
-func closeOnExecAll() {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
-			syscall.CloseOnExec(fd)
-		}
-	}
 }
 
 // pcscdPIDs lists live (not zombie) processes whose command name is pcscd.

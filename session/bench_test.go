@@ -37,7 +37,7 @@ type tlsServer struct {
 	wg   sync.WaitGroup
 }
 
-func startTLSServer(t *testing.T, b *bench.Bench, minV, maxV uint16) *tlsServer {
+func startTLSServer(t testing.TB, b *bench.Bench, minV, maxV uint16) *tlsServer {
 	t.Helper()
 	srv, err := b.PKI.ServerCert("127.0.0.1", "localhost")
 	if err != nil {
@@ -91,9 +91,11 @@ type fixture struct {
 	pool    *x509.CertPool
 	// onPrompt, when set, sees each PIN request (set it before the call that prompts).
 	onPrompt func(session.PINRequest)
+	// pinDur accumulates the nanoseconds spent in the PIN prompt (benchmarks exclude it).
+	pinDur atomic.Int64
 }
 
-func newFixture(t *testing.T, wrap func(session.Agent) session.Agent) *fixture {
+func newFixture(t testing.TB, wrap func(session.Agent) session.Agent) *fixture {
 	t.Helper()
 	b := bench.Start(t)
 	f := &fixture{b: b, events: make(chan session.Event, 256), pool: x509.NewCertPool()}
@@ -102,6 +104,7 @@ func newFixture(t *testing.T, wrap func(session.Agent) session.Agent) *fixture {
 	cfg := session.Config{
 		Module: b.OpenSC,
 		PINPrompt: func(ctx context.Context, req session.PINRequest) ([]byte, error) {
+			defer func(start time.Time) { f.pinDur.Add(int64(time.Since(start))) }(time.Now())
 			f.prompts.Add(1)
 			if f.onPrompt != nil {
 				f.onPrompt(req)
@@ -133,14 +136,20 @@ func newFixture(t *testing.T, wrap func(session.Agent) session.Agent) *fixture {
 }
 
 // waitEvent waits until the manager has applied an event of kind for reader (any reader when "").
-func (f *fixture) waitEvent(t *testing.T, kind session.EventKind, rd string) {
+func (f *fixture) waitEvent(t testing.TB, kind session.EventKind, rd string) {
+	t.Helper()
+	f.waitEventTime(t, kind, rd)
+}
+
+// waitEventTime is waitEvent returning when the manager delivered the event.
+func (f *fixture) waitEventTime(t testing.TB, kind session.EventKind, rd string) time.Time {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
 		case ev := <-f.events:
 			if ev.Kind == kind && (rd == "" || ev.Reader == rd) {
-				return
+				return ev.Time
 			}
 		case <-timeout:
 			t.Fatalf("no %v event for %q within 10s", kind, rd)
@@ -159,14 +168,14 @@ func (f *fixture) drain() {
 }
 
 // insert puts card into reader slot and waits until the manager applied it.
-func (f *fixture) insert(t *testing.T, card, slot int) {
+func (f *fixture) insert(t testing.TB, card, slot int) {
 	t.Helper()
 	f.drain()
 	f.b.InsertWait(t, card, slot)
 	f.waitEvent(t, session.CardInserted, f.b.Readers[slot])
 }
 
-func (f *fixture) remove(t *testing.T, slot int) {
+func (f *fixture) remove(t testing.TB, slot int) {
 	t.Helper()
 	f.drain()
 	f.b.RemoveWait(t, slot)
@@ -174,7 +183,7 @@ func (f *fixture) remove(t *testing.T, slot int) {
 }
 
 // connect makes one TLS connection with the card and returns the name the server saw.
-func (f *fixture) connect(t *testing.T, addr string, base *tls.Config, rec *session.Record) (string, error) {
+func (f *fixture) connect(t testing.TB, addr string, base *tls.Config, rec *session.Record) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

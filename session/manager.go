@@ -133,7 +133,6 @@ type Manager struct {
 	version   uint64                  // bumped on every card-side change; keys the listing cache
 	listing   []CardCert
 	listVer   uint64
-	listErr   error
 	sessions  map[string]*cardSession
 	caches    map[string]*sessionCache
 	tracked   map[string]map[int]io.Closer
@@ -754,7 +753,6 @@ func (m *Manager) awaitAbsent(name string, d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
 
 // Track registers c to be closed when id's card generation ends (card removed or changed, manager closed). If it
 // has already ended, c is closed at once. The returned func unregisters c without closing it; call it when the

@@ -23,16 +23,15 @@ import (
 // fakeToken is one card as fake agents see it; fakeAgent is a session.Agent over it. Unit tests only: the bench
 // tests run the real chain.
 type fakeToken struct {
-	mu       sync.Mutex
-	key      *rsa.PrivateKey
-	cert     token.Certificate
-	info     token.TokenInfo
-	pin      string
-	logins   int
-	signErr  error
-	started  int
-	killed   int
-	pinWrong bool
+	mu      sync.Mutex
+	key     *rsa.PrivateKey
+	cert    token.Certificate
+	info    token.TokenInfo
+	pin     string
+	logins  int
+	signErr error
+	started int
+	killed  int
 }
 
 const fakeReader = "Fake Reader 00"
