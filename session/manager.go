@@ -140,6 +140,8 @@ type Manager struct {
 	subs      map[int]func(Event)
 	subSeq    int
 	stats     Stats
+	spare     Agent // the last listing agent, reused for a login while version == spareVer
+	spareVer  uint64
 	listMu    chan struct{} // one listing agent at a time
 	loginMu   chan struct{} // one login (PIN prompt) at a time
 	agentsAll map[Agent]struct{}
@@ -265,6 +267,8 @@ func (m *Manager) invalidate(name string, cause error, kind EventKind, p presenc
 	m.listing = nil
 	s := m.sessions[name]
 	delete(m.sessions, name)
+	spare := m.spare
+	m.spare = nil
 	delete(m.caches, name)
 	closers := m.tracked[name]
 	delete(m.tracked, name)
@@ -273,6 +277,9 @@ func (m *Manager) invalidate(name string, cause error, kind EventKind, p presenc
 
 	if s != nil {
 		m.dropAgent(s.agent)
+	}
+	if spare != nil {
+		m.dropAgent(spare)
 	}
 	for _, c := range closers {
 		go c.Close() // a TLS close_notify may block on a dead peer; never block the event path on it
@@ -436,12 +443,22 @@ func (m *Manager) Certificates(ctx context.Context) ([]CardCert, error) {
 }
 
 // list runs a short-lived agent that lists every slot's certificates.
+// The agent is kept as the spare for the next login while no card event happens (it saves a process start and a
+// C_Initialize on the way from card insertion to the first handshake).
 func (m *Manager) list(ctx context.Context) ([]CardCert, error) {
+	m.mu.Lock()
+	ver := m.version
+	m.mu.Unlock()
 	a, err := m.startAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
+	keep := false
 	defer func() {
+		if keep {
+			m.setSpare(a, ver)
+			return
+		}
 		_ = a.Close()
 		m.mu.Lock()
 		delete(m.agentsAll, a)
@@ -464,6 +481,7 @@ func (m *Manager) list(ctx context.Context) ([]CardCert, error) {
 			out = append(out, CardCert{Certificate: c, Reader: s.Description})
 		}
 	}
+	keep = len(out) > 0
 	slices.SortStableFunc(out, func(a, b CardCert) int {
 		if c := strings.Compare(a.Reader, b.Reader); c != 0 {
 			return c
@@ -477,6 +495,39 @@ func (m *Manager) list(ctx context.Context) ([]CardCert, error) {
 		return 0
 	})
 	return out, nil
+}
+
+// setSpare keeps a as the spare agent if no card event happened since version ver; otherwise it closes it.
+func (m *Manager) setSpare(a Agent, ver uint64) {
+	m.mu.Lock()
+	old := m.spare
+	m.spare, m.spareVer = nil, 0
+	if !m.closed && m.version == ver {
+		m.spare, m.spareVer = a, ver
+		a = nil
+	}
+	m.mu.Unlock()
+	for _, x := range []Agent{old, a} {
+		if x != nil {
+			m.dropAgent(x)
+		}
+	}
+}
+
+// takeAgent returns the spare agent when no card event happened since it listed the cards, else a new agent.
+func (m *Manager) takeAgent(ctx context.Context) (Agent, error) {
+	m.mu.Lock()
+	a := m.spare
+	fresh := a != nil && m.spareVer == m.version
+	m.spare = nil
+	m.mu.Unlock()
+	if fresh {
+		return a, nil
+	}
+	if a != nil {
+		m.dropAgent(a)
+	}
+	return m.startAgent(ctx)
 }
 
 // normalizeFingerprint lowercases a hex fingerprint and drops colons and spaces.
@@ -570,7 +621,7 @@ func (m *Manager) session(ctx context.Context, c CardCert) (*cardSession, error)
 	gen := st.gen
 	m.mu.Unlock()
 
-	a, err := m.startAgent(ctx)
+	a, err := m.takeAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
