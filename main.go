@@ -46,7 +46,8 @@ func runGUI(ctx context.Context, lang words.Lang, withDemo bool) int {
 		defer d.Close()
 		opt.Demo = d
 	}
-	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE")})
+	opt.PIN = &gui.PINPrompter{Lang: lang}
+	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE"), PINPrompt: opt.PIN.Prompt})
 	defer m.Close()
 	go m.Run(ctx, reader.Watch(ctx))
 	opt.Cards = gui.Cards{Manager: m}

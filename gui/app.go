@@ -28,6 +28,8 @@ type Options struct {
 	Cards CardService
 	Lang  words.Lang
 	Demo  DemoControls // nil outside the demo
+	// PIN, when set, gets the main window so that the session manager's PIN prompts appear over it.
+	PIN *PINPrompter
 }
 
 // Run opens the main window and blocks until it is closed.
@@ -41,6 +43,9 @@ func Run(opt Options) {
 // NewMainWindow builds the main window in app a and starts its live updates; tests call it with a test app.
 func NewMainWindow(a fyne.App, opt Options) fyne.Window {
 	w := a.NewWindow(words.T(opt.Lang, "app.title", nil))
+	if opt.PIN != nil {
+		opt.PIN.Window, opt.PIN.Lang = w, opt.Lang
+	}
 	cards := newCardsView(opt.Cards, opt.Lang)
 	unsubscribe := opt.Cards.Subscribe(cards.onEvent)
 	w.SetOnClosed(unsubscribe)

@@ -6,3 +6,10 @@ import (
 	_ "golang.org/x/crypto/ocsp"
 	_ "golang.org/x/term"
 )
+
+import (
+	_ "github.com/emersion/go-imap/v2/imapclient"
+	_ "github.com/emersion/go-imap/v2/imapserver"
+	_ "github.com/emersion/go-sasl"
+	_ "github.com/emersion/go-smtp"
+)
