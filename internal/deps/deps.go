@@ -13,3 +13,6 @@ import (
 	_ "github.com/emersion/go-sasl"
 	_ "github.com/emersion/go-smtp"
 )
+
+// DNS messages for the RFC 6186 SRV discovery tests' local DNS responder.
+import _ "golang.org/x/net/dns/dnsmessage"
