@@ -156,7 +156,7 @@ func printTokens(env Env, out certsJSON) {
 				for i, r := range c.Reasons {
 					texts[i] = r.Text
 				}
-				verdict = words.T(env.Lang, "cert.unusable", nil) + ": " + strings.Join(texts, ", ")
+				verdict = words.T(env.Lang, "cert.unusable_because", map[string]any{"Reasons": strings.Join(texts, ", ")})
 			}
 			fmt.Fprintf(env.Stdout, "  [%s] %s\n", c.ID, c.Subject)
 			fmt.Fprintf(env.Stdout, "      %s\n", words.T(env.Lang, "cert.issuer", map[string]any{"Issuer": c.Issuer}))

@@ -125,11 +125,7 @@ func (v *cardsView) fillCertRow(c session.CardCert, row *fyne.Container) {
 		title.Importance = widget.MediumImportance
 	} else {
 		icon.SetResource(theme.CancelIcon())
-		reasons := make([]string, len(d.Reasons))
-		for i, r := range d.Reasons {
-			reasons[i] = v.t("reason."+string(r), nil)
-		}
-		lines = append(lines, v.t("cert.unusable", nil)+": "+strings.Join(reasons, ", "))
+		lines = append(lines, v.t("cert.unusable_because", map[string]any{"Reasons": reasonsText(v.lang, d.Reasons)}))
 		title.Importance = widget.LowImportance
 	}
 	subject := d.Subject
