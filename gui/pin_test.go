@@ -110,4 +110,3 @@ func TestPINPrompterHonoursContext(t *testing.T) {
 		t.Fatalf("got %v %v, want ErrPINCancelled", pin, err)
 	}
 }
-
