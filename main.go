@@ -26,17 +26,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	lang := words.Detect()
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] != "demo" {
-		os.Exit(cli.Run(ctx, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Lang: lang}, args))
+		os.Exit(cli.Run(ctx, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Lang: words.Detect()}, args))
 	}
-	os.Exit(runGUI(ctx, lang, len(args) > 0 && args[0] == "demo"))
+	os.Exit(runGUI(ctx, len(args) > 0 && args[0] == "demo"))
 }
 
 // runGUI starts the session manager on live reader events and opens the window.
-func runGUI(ctx context.Context, lang words.Lang, withDemo bool) int {
-	opt := gui.Options{Lang: lang}
+func runGUI(ctx context.Context, withDemo bool) int {
+	opt := gui.Options{} // the GUI picks the language: CARDMAIL_LANG, the saved setting, or the system's
 	if withDemo {
 		d, err := demo.Start()
 		if err != nil {
@@ -46,7 +45,7 @@ func runGUI(ctx context.Context, lang words.Lang, withDemo bool) int {
 		defer d.Close()
 		opt.Demo = d
 	}
-	opt.PIN = &gui.PINPrompter{Lang: lang}
+	opt.PIN = &gui.PINPrompter{}
 	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE"), PINPrompt: opt.PIN.Prompt})
 	defer m.Close()
 	go m.Run(ctx, reader.Watch(ctx))

@@ -8,6 +8,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/cardmail/cardmail/assets"
@@ -41,22 +42,57 @@ func Run(opt Options) {
 }
 
 // NewMainWindow builds the main window in app a and starts its live updates; tests call it with a test app.
+// opt.Lang "" means the saved choice or the system language (see Language).
 func NewMainWindow(a fyne.App, opt Options) fyne.Window {
-	w := a.NewWindow(words.T(opt.Lang, "app.title", nil))
-	if opt.PIN != nil {
-		opt.PIN.Window, opt.PIN.Lang = w, opt.Lang
+	if opt.Lang == "" {
+		opt.Lang = Language(a)
 	}
-	cards := newCardsView(opt.Cards, opt.Lang)
-	unsubscribe := opt.Cards.Subscribe(cards.onEvent)
-	w.SetOnClosed(unsubscribe)
-	content := cards.content()
-	if opt.Demo != nil {
-		content = container.NewBorder(nil, demoBar(opt.Demo, opt.Lang, cards), nil, nil, content)
+	mw := &mainWindow{app: a, opt: opt, win: a.NewWindow(words.T(opt.Lang, "app.title", nil))}
+	mw.win.SetOnClosed(func() { mw.unsubscribe() })
+	mw.build()
+	mw.win.Resize(fyne.NewSize(900, 560))
+	return mw.win
+}
+
+// mainWindow owns the main window's views; UI goroutine only.
+type mainWindow struct {
+	app   fyne.App
+	win   fyne.Window
+	opt   Options
+	cards *cardsView
+	unsub func()
+}
+
+func (mw *mainWindow) unsubscribe() {
+	if mw.unsub != nil {
+		mw.unsub()
+		mw.unsub = nil
 	}
-	w.SetContent(content)
-	w.Resize(fyne.NewSize(900, 560))
-	cards.refresh()
-	return w
+}
+
+// build (re)creates the content in the current language and subscribes it to card events.
+func (mw *mainWindow) build() {
+	lang := mw.opt.Lang
+	mw.win.SetTitle(words.T(lang, "app.title", nil))
+	if mw.opt.PIN != nil {
+		mw.opt.PIN.Window, mw.opt.PIN.Lang = mw.win, lang
+	}
+	mw.unsubscribe()
+	mw.cards = newCardsView(mw.opt.Cards, lang)
+	mw.unsub = mw.opt.Cards.Subscribe(mw.cards.onEvent)
+	toolbar := widget.NewToolbar(widget.NewToolbarSpacer(),
+		widget.NewToolbarAction(theme.SettingsIcon(), func() {
+			showSettings(mw.win, mw.app, lang, func(l words.Lang) {
+				mw.opt.Lang = l
+				mw.build()
+			})
+		}))
+	content := container.NewBorder(toolbar, nil, nil, nil, mw.cards.content())
+	if mw.opt.Demo != nil {
+		content = container.NewBorder(nil, demoBar(mw.opt.Demo, lang, mw.cards), nil, nil, content)
+	}
+	mw.win.SetContent(content)
+	mw.cards.refresh()
 }
 
 // demoBar has buttons that move the demo's virtual card; they run off the UI goroutine (the card talks TCP).

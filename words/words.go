@@ -103,3 +103,6 @@ func Parse(locale string) Lang {
 	}
 	return English
 }
+
+// Overridden reports whether CARDMAIL_LANG forces the language (the GUI's language setting then does not apply).
+func Overridden() bool { return os.Getenv("CARDMAIL_LANG") != "" }
