@@ -1,0 +1,207 @@
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/tlspolicy"
+)
+
+// DefaultTimeout bounds each network step when Dialer.Timeout is zero.
+const DefaultTimeout = 15 * time.Second
+
+// Dialer makes card-authenticated mail connections. Its fields are read-only once it is in use; it is safe for
+// concurrent use.
+type Dialer struct {
+	// Sessions resolves the card identity and closes tracked connections on a card change. Required.
+	Sessions *session.Manager
+	// Timeout bounds each step (connect, greeting, STARTTLS, TLS handshake, login, one command); 0 means
+	// DefaultTimeout. The PIN prompt is not a network step and is bounded by the caller's context only.
+	Timeout time.Duration
+	// OutboxDir is where SendTest keeps a message it could not send (one file per message, mode 0600), and where
+	// RetryOutbox looks. "" means messages are not kept.
+	OutboxDir string
+	// TestBody is the body text of SendTest's message (the GUI passes words in the user's language); "" means a
+	// one-line technical body naming the Message-ID.
+	TestBody string
+	// DisableListStatus makes Folders use LIST then pipelined STATUS even when the server offers LIST-STATUS.
+	DisableListStatus bool
+}
+
+func (d *Dialer) timeout() time.Duration {
+	if d.Timeout > 0 {
+		return d.Timeout
+	}
+	return DefaultTimeout
+}
+
+// Trace observes one connection attempt for the diagnosis. All fields are optional. Hooks are called from the
+// goroutine making the connection and must not block.
+type Trace struct {
+	// Step is called after each step with its outcome and duration.
+	Step func(step string, err error, d time.Duration)
+	// Log receives the protocol dialogue line by line ("C: ..." sent, "S: ..." received), with login arguments and
+	// SASL payloads replaced by "***": the password never reaches it.
+	Log func(line string)
+	// Facts, when set, is filled by the TLS policy (server chain, version, suite, revocation).
+	Facts *tlspolicy.Facts
+	// Record, when set, records the client-certificate side of the handshake.
+	Record *session.Record
+	// TLS is called with the connection state once the server certificate was verified by Go (before the policy's
+	// revocation and suite checks return).
+	TLS func(tls.ConnectionState)
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context whose connection attempts report to tr.
+func WithTrace(ctx context.Context, tr *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, tr)
+}
+
+func traceOf(ctx context.Context) *Trace {
+	if tr, ok := ctx.Value(traceKey{}).(*Trace); ok && tr != nil {
+		return tr
+	}
+	return &Trace{}
+}
+
+// conn is the state one connection attempt shares between its steps.
+type conn struct {
+	d     *Dialer
+	tr    *Trace
+	raw   net.Conn // the TCP connection; closing it unblocks every step
+	facts *tlspolicy.Facts
+	rec   *session.Record
+	id    *session.Identity
+
+	mu       sync.Mutex
+	state    tls.ConnectionState
+	verified bool // VerifyConnection ran: the handshake reached the server's certificate
+}
+
+func (c *conn) tlsState() (tls.ConnectionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state, c.verified
+}
+
+// step runs fn under the step timeout and ctx: when either ends first, the raw connection is closed (which unblocks
+// fn) and the error wraps the context's error. Errors come back as *StepError.
+func (c *conn) step(ctx context.Context, name string, fn func() error) error {
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, c.d.timeout())
+	defer cancel()
+	var stop func() bool
+	if c.raw != nil {
+		raw := c.raw
+		stop = context.AfterFunc(sctx, func() { raw.Close() })
+	}
+	err := fn()
+	if stop != nil && !stop() {
+		// The deadline or the caller's cancellation closed the connection under fn.
+		cerr := sctx.Err()
+		if err == nil {
+			err = cerr
+		} else if !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w (%w)", cerr, err)
+		}
+	}
+	if err != nil {
+		var se *StepError
+		if !errors.As(err, &se) {
+			err = &StepError{Step: name, Err: err}
+		}
+	}
+	if c.tr.Step != nil {
+		c.tr.Step(name, err, time.Since(start))
+	}
+	return err
+}
+
+// newConn starts the state of one connection attempt, with the trace's Facts and Record when it has them.
+func (d *Dialer) newConn(ctx context.Context) *conn {
+	c := &conn{d: d, tr: traceOf(ctx)}
+	c.facts = c.tr.Facts
+	if c.facts == nil {
+		c.facts = new(tlspolicy.Facts)
+	}
+	c.rec = c.tr.Record
+	if c.rec == nil {
+		c.rec = new(session.Record)
+	}
+	return c
+}
+
+// connect opens the TCP connection to srv.
+func (c *conn) connect(ctx context.Context, srv Server) error {
+	return c.step(ctx, StepConnect, func() error {
+		nd := &net.Dialer{Timeout: c.d.timeout()}
+		raw, err := nd.DialContext(ctx, "tcp", srv.Addr())
+		c.raw = raw
+		return err
+	})
+}
+
+// tlsConfig builds the connection's TLS configuration: the account policy's base for the host, the card hook of the
+// session manager, and state capture in VerifyConnection. It resolves the card identity (the PIN may be asked here),
+// so a missing card fails before any network I/O.
+func (d *Dialer) tlsConfig(ctx context.Context, a Account, srv Server, c *conn) (*tls.Config, error) {
+	if d.Sessions == nil {
+		return nil, &ConfigError{Field: "Sessions"}
+	}
+	base := a.Policy.Base(srv.Host, c.facts)
+	inner := base.VerifyConnection
+	base.VerifyConnection = func(cs tls.ConnectionState) error {
+		c.mu.Lock()
+		c.state, c.verified = cs, true
+		c.mu.Unlock()
+		if c.tr.TLS != nil {
+			c.tr.TLS(cs)
+		}
+		if inner != nil {
+			return inner(cs)
+		}
+		return nil
+	}
+	start := time.Now()
+	cfg, id, err := d.Sessions.TLSConfig(ctx, base, a.Cert, c.rec)
+	if c.tr.Step != nil {
+		c.tr.Step(StepCard, err, time.Since(start))
+	}
+	if err != nil {
+		return nil, &StepError{Step: StepCard, Err: err}
+	}
+	c.id = id
+	return cfg, nil
+}
+
+// handshake runs the TLS client handshake over c.raw and replaces c.raw's role with the TLS connection for reads
+// and writes (c.raw stays the socket that steps close).
+func (c *conn) handshake(ctx context.Context, cfg *tls.Config) (*tls.Conn, error) {
+	tc := tls.Client(c.raw, cfg)
+	err := c.step(ctx, StepTLS, func() error {
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return c.rec.Explain(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// closerFunc adapts a func to io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+var _ io.Closer = closerFunc(nil)

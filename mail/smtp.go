@@ -1,0 +1,287 @@
+package mail
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	netmail "net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// TestSubject is the subject of SendTest's message (a fixed technical marker, also used to find it again).
+const TestSubject = "CardMail test message"
+
+// Sent describes a message SendTest or RetryOutbox handled.
+type Sent struct {
+	MessageID string // without angle brackets
+	From      string
+	To        []string
+	Date      time.Time
+	Size      int
+	Mechanism string // the SMTP login mechanism used ("" when the send failed before the login)
+	// Outbox is the file the message was kept in because the send failed ("" when it was sent).
+	Outbox string
+}
+
+// SendTest sends a small text message from a.Address to to by SMTP submission with the card (From/To the addresses,
+// Date, Message-ID, subject TestSubject). On failure, when d.OutboxDir is set, the raw message is kept in an outbox
+// file (written atomically) for RetryOutbox, and the returned *Sent (non-nil) names it in Outbox next to the error.
+// Errors are *StepError wrapping the typed cause; *OutboxError when the message could not be kept either.
+func (d *Dialer) SendTest(ctx context.Context, a Account, to string) (*Sent, error) {
+	if err := a.check(a.SMTP); err != nil {
+		return nil, err
+	}
+	if err := checkAddress("Address", a.Address); err != nil {
+		return nil, err
+	}
+	if err := checkAddress("to", to); err != nil {
+		return nil, err
+	}
+	msg, err := newTestMessage(a.Address, to, time.Now(), d.TestBody)
+	if err != nil {
+		return nil, err
+	}
+	sent := &Sent{MessageID: msg.MessageID, From: msg.From, To: msg.To, Date: msg.Date, Size: len(msg.Raw)}
+	mech, err := d.submit(ctx, a, msg.From, msg.To, msg.Raw)
+	sent.Mechanism = mech
+	if err == nil {
+		return sent, nil
+	}
+	if d.OutboxDir == "" {
+		return sent, err
+	}
+	path, oerr := writeOutbox(d.OutboxDir, msg)
+	if oerr != nil {
+		return sent, errors.Join(err, &OutboxError{Path: d.OutboxDir, Err: oerr})
+	}
+	sent.Outbox = path
+	return sent, err
+}
+
+func checkAddress(field, addr string) error {
+	if addr == "" || strings.ContainsAny(addr, "\r\n<>") {
+		return &ConfigError{Field: field, Value: addr}
+	}
+	if _, err := netmail.ParseAddress(addr); err != nil {
+		return &ConfigError{Field: field, Value: addr}
+	}
+	return nil
+}
+
+// testMessage is a message ready to submit.
+type testMessage struct {
+	MessageID string
+	From      string
+	To        []string
+	Date      time.Time
+	Raw       []byte
+}
+
+// newTestMessage builds SendTest's RFC 5322 message (CRLF line ends, 7-bit headers, UTF-8 body).
+func newTestMessage(from, to string, now time.Time, body string) (*testMessage, error) {
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	domain := "cardmail.invalid"
+	if i := strings.LastIndexByte(from, '@'); i >= 0 && i+1 < len(from) {
+		domain = from[i+1:]
+	}
+	id := hex.EncodeToString(rnd[:]) + "@" + domain
+	if body == "" {
+		body = "cardmail-test " + id
+	}
+	body = strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n")
+	now = now.Truncate(time.Second)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "From: <%s>\r\n", from)
+	fmt.Fprintf(&b, "To: <%s>\r\n", to)
+	fmt.Fprintf(&b, "Subject: %s\r\n", TestSubject)
+	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+	fmt.Fprintf(&b, "Message-ID: <%s>\r\n", id)
+	b.WriteString("MIME-Version: 1.0\r\n")
+	b.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
+	b.WriteString("Content-Transfer-Encoding: 8bit\r\n")
+	b.WriteString("X-Mailer: CardMail\r\n\r\n")
+	b.WriteString(body)
+	if !strings.HasSuffix(body, "\r\n") {
+		b.WriteString("\r\n")
+	}
+	return &testMessage{MessageID: id, From: from, To: []string{to}, Date: now, Raw: b.Bytes()}, nil
+}
+
+// submit sends raw by SMTP submission with the card, returning the login mechanism used.
+func (d *Dialer) submit(ctx context.Context, a Account, from string, to []string, raw []byte) (string, error) {
+	tr := traceOf(ctx)
+	cn := d.newConn(ctx)
+	cfg, err := d.tlsConfig(ctx, a, a.SMTP, cn)
+	if err != nil {
+		return "", err
+	}
+	if err := cn.connect(ctx, a.SMTP); err != nil {
+		return "", err
+	}
+	defer cn.raw.Close()
+	var c *smtp.Client
+	newClient := func(nc net.Conn) *smtp.Client {
+		c := smtp.NewClient(nc)
+		c.CommandTimeout = d.timeout()
+		c.SubmissionTimeout = 2 * d.timeout()
+		if tr.Log != nil {
+			c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
+		}
+		return c
+	}
+	switch a.SMTP.Security {
+	case Implicit:
+		tc, err := cn.handshake(ctx, cfg)
+		if err != nil {
+			return "", err
+		}
+		c = newClient(tc)
+		if err := cn.step(ctx, StepGreeting, func() error { return smtpErr(StepGreeting, cn.rec.Explain(c.Hello("localhost"))) }); err != nil {
+			return "", err
+		}
+	case StartTLS:
+		err := cn.step(ctx, StepStartTLS, func() error {
+			var err error
+			c, err = smtp.NewClientStartTLS(cn.raw, cfg)
+			if err != nil {
+				// go-smtp says so only in text (greeting, EHLO and the check happen inside NewClientStartTLS).
+				if strings.Contains(err.Error(), "doesn't support STARTTLS") {
+					return ErrStartTLSUnavailable
+				}
+				return smtpErr(StepStartTLS, err)
+			}
+			c.CommandTimeout = d.timeout()
+			c.SubmissionTimeout = 2 * d.timeout()
+			if tr.Log != nil {
+				c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		// The handshake happens with the EHLO that follows STARTTLS.
+		err = cn.step(ctx, StepTLS, func() error { return cn.rec.Explain(c.Hello("localhost")) })
+		if err != nil {
+			if _, verified := cn.tlsState(); verified && !isTLSError(err) {
+				err.(*StepError).Step = StepGreeting
+			}
+			return "", err
+		}
+	}
+	defer c.Close()
+	var mech string
+	if err := cn.step(ctx, StepAuth, func() error {
+		var err error
+		mech, err = loginSMTP(c, a)
+		return cn.rec.Explain(err)
+	}); err != nil {
+		return mech, err
+	}
+	untrack := d.Sessions.Track(cn.id, cn.raw)
+	defer untrack()
+	err = cn.step(ctx, StepSend, func() error {
+		if err := c.Mail(from, nil); err != nil {
+			return smtpErr(StepSend, err)
+		}
+		for _, rc := range to {
+			if err := c.Rcpt(rc, nil); err != nil {
+				return smtpErr(StepSend, err)
+			}
+		}
+		w, err := c.Data()
+		if err != nil {
+			return smtpErr(StepSend, err)
+		}
+		if _, err := w.Write(raw); err != nil {
+			return err
+		}
+		if err := w.Close(); err != nil {
+			return smtpErr(StepSend, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return mech, err
+	}
+	_ = cn.step(ctx, "quit", c.Quit)
+	return mech, nil
+}
+
+// loginSMTP logs in per a.Auth (SASL EXTERNAL, LOGIN or PLAIN) and returns the mechanism used.
+func loginSMTP(c *smtp.Client, a Account) (string, error) {
+	offered := map[string]bool{}
+	for _, m := range []string{"EXTERNAL", "LOGIN", "PLAIN"} {
+		offered[m] = c.SupportsAuth(m)
+	}
+	mech, err := chooseMechanism(a.auth(), offered, false)
+	if err != nil {
+		return "", err
+	}
+	var sc sasl.Client
+	switch mech {
+	case "EXTERNAL":
+		sc = sasl.NewExternalClient("")
+	case "LOGIN":
+		sc = &loginClient{user: a.Address, pass: a.Password}
+	case "PLAIN":
+		sc = sasl.NewPlainClient("", a.Address, a.Password)
+	}
+	if err := c.Auth(sc); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return mech, &AuthError{Mechanism: mech, Response: redactSecret(smtpText(se), a.Password), Err: se}
+		}
+		return mech, err
+	}
+	return mech, nil
+}
+
+func smtpText(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %s", e.Code, e.Message)
+}
+
+// smtpErr wraps a server refusal as *ProtocolError; other errors pass unchanged.
+func smtpErr(step string, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return &ProtocolError{Step: step, Response: smtpText(se), Err: se}
+	}
+	return err
+}
+
+// loginClient is SASL LOGIN without an initial response: the user name answers the first challenge ("Username:"),
+// the password the second ("Password:"). go-sasl's LOGIN client sends the user name as an initial response, which
+// Dovecot's submission service ignores when it takes the user name from the client certificate.
+type loginClient struct {
+	user, pass string
+	step       int
+}
+
+func (l *loginClient) Start() (string, []byte, error) { return "LOGIN", nil, nil }
+
+func (l *loginClient) Next(challenge []byte) ([]byte, error) {
+	l.step++
+	switch {
+	case strings.HasPrefix(strings.ToLower(string(challenge)), "user"):
+		return []byte(l.user), nil
+	case strings.HasPrefix(strings.ToLower(string(challenge)), "pass"):
+		return []byte(l.pass), nil
+	case l.step == 1:
+		return []byte(l.user), nil
+	case l.step == 2:
+		return []byte(l.pass), nil
+	}
+	return nil, sasl.ErrUnexpectedServerChallenge
+}
