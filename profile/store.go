@@ -1,0 +1,349 @@
+package profile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Scope says where a profile file lives.
+type Scope string
+
+// Scopes.
+const (
+	ScopeUser   Scope = "user"   // the user's own directory: read-write
+	ScopeSystem Scope = "system" // a preset directory deployed by IT: read-only
+)
+
+// systemDirTable is where IT deploys presets, by GOOS. Other Unix-like systems use the "linux" entry.
+// "%ProgramData%" is replaced by that environment variable; when it is unset Windows has no preset directory.
+var systemDirTable = map[string]string{
+	"windows": `%ProgramData%\CardMail\profiles`,
+	"darwin":  "/Library/Application Support/CardMail/profiles",
+	"linux":   "/etc/cardmail/profiles",
+}
+
+// systemDirs returns the preset directories for goos, reading the environment through getenv.
+func systemDirs(goos string, getenv func(string) string) []string {
+	dir, ok := systemDirTable[goos]
+	if !ok {
+		dir = systemDirTable["linux"]
+	}
+	if strings.Contains(dir, "%ProgramData%") {
+		pd := getenv("ProgramData")
+		if pd == "" {
+			return nil
+		}
+		dir = strings.ReplaceAll(dir, "%ProgramData%", strings.TrimRight(pd, `\/`))
+	}
+	return []string{dir}
+}
+
+// DefaultSystemDirs returns this system's preset directories (see systemDirTable): /etc/cardmail/profiles,
+// %ProgramData%\CardMail\profiles or /Library/Application Support/CardMail/profiles.
+func DefaultSystemDirs() []string { return systemDirs(runtime.GOOS, os.Getenv) }
+
+// staleTemp is how old a temporary file left by Save must be before a later Save removes it. A younger one may
+// belong to a Save running in another process right now.
+var staleTemp = time.Minute
+
+// Store is the set of profiles one user sees: the user's directory plus the system preset directories. A Store
+// holds no open files and no cache; every method reads the disk again, so several processes (the GUI and the CLI)
+// can share the directories. Methods are safe for concurrent use, across goroutines and processes: Save replaces a
+// file atomically, so a reader sees the old or the new profile, never a mixture.
+type Store struct {
+	// UserDir holds the user's profiles, created (mode 0700) by the first Save.
+	UserDir string
+	// SystemDirs hold read-only presets; an earlier directory wins when two hold the same name.
+	SystemDirs []string
+}
+
+// NewStore returns the Store for the current user: UserDir is os.UserConfigDir()/cardmail/profiles and SystemDirs
+// is DefaultSystemDirs(). The error is the one of os.UserConfigDir (no home directory).
+func NewStore() (*Store, error) {
+	cfg, err := os.UserConfigDir()
+	if err != nil {
+		return nil, fmt.Errorf("profile: user config dir: %w", err)
+	}
+	return &Store{UserDir: filepath.Join(cfg, "cardmail", "profiles"), SystemDirs: DefaultSystemDirs()}, nil
+}
+
+// Entry is one profile as List and Load see it.
+type Entry struct {
+	// Name is the file name without ".json".
+	Name  string
+	Path  string
+	Scope Scope
+	// ReadOnly is true for system presets: Delete refuses them and Save shadows them.
+	ReadOnly bool
+	// Shadows is true for a user profile that hides a system preset of the same name.
+	Shadows bool
+	// Profile is the parsed, valid profile; nil when Err is set.
+	Profile *Profile
+	// Err is a *FileError when the file could not be read or is not a valid profile (List only).
+	Err error
+}
+
+const fileExt = ".json"
+
+// isTemp reports whether a directory entry is a temporary file of Save (".NAME.json.tmp-RANDOM").
+func isTemp(base string) bool {
+	return strings.HasPrefix(base, ".") && strings.Contains(base, fileExt+".tmp-")
+}
+
+// List returns one entry per profile name, sorted by name: the user's profiles and the system presets, a user
+// profile hiding a preset of the same name (even when the user file is broken: Load reports its error). A file
+// that cannot be read or parsed is an entry with Err set, next to the good ones; files whose name does not end in
+// ".json" or starts with "." (Save's temporary files among them) are ignored. The error is non-nil only when a
+// directory exists but cannot be read (errors.Join of *FileError); the entries that could be read are returned
+// with it. A missing directory is not an error.
+func (s *Store) List() ([]Entry, error) {
+	byName := map[string]Entry{}
+	var dirErrs []error
+	add := func(dir string, scope Scope) {
+		des, err := os.ReadDir(dir)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				dirErrs = append(dirErrs, &FileError{Path: dir, Err: err})
+			}
+			// os.ReadDir returns what it read before the error; use it.
+		}
+		for _, de := range des {
+			base := de.Name()
+			if strings.HasPrefix(base, ".") || !strings.HasSuffix(base, fileExt) || de.IsDir() {
+				continue
+			}
+			name := strings.TrimSuffix(base, fileExt)
+			if _, seen := byName[name]; seen {
+				if e := byName[name]; e.Scope == ScopeUser && scope == ScopeSystem {
+					e.Shadows = true
+					byName[name] = e
+				}
+				continue
+			}
+			e := Entry{Name: name, Path: filepath.Join(dir, base), Scope: scope, ReadOnly: scope == ScopeSystem}
+			e.Profile, e.Err = readProfile(e.Path, name)
+			byName[name] = e
+		}
+	}
+	if s.UserDir != "" {
+		add(s.UserDir, ScopeUser)
+	}
+	for _, d := range s.SystemDirs {
+		add(d, ScopeSystem)
+	}
+	out := make([]Entry, 0, len(byName))
+	for _, e := range byName {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, errors.Join(dirErrs...)
+}
+
+// Load returns the profile called name: the user's if there is one, else the first system preset. Errors: a
+// *ValidationError (reason bad_name) for a name that ValidName refuses, ErrNotFound (wrapped) when no directory
+// holds it, a *FileError when the file exists but is unreadable or invalid (a broken user file is reported, not
+// skipped in favour of the preset).
+func (s *Store) Load(name string) (Entry, error) {
+	if !ValidName(name) {
+		return Entry{}, &ValidationError{Field: "name", Reason: ReasonBadName}
+	}
+	try := func(dir string, scope Scope) (Entry, bool, error) {
+		path := filepath.Join(dir, name+fileExt)
+		p, err := readProfile(path, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return Entry{}, false, nil
+		}
+		if err != nil {
+			return Entry{}, true, err
+		}
+		return Entry{Name: name, Path: path, Scope: scope, ReadOnly: scope == ScopeSystem, Profile: p}, true, nil
+	}
+	var userEntry *Entry
+	if s.UserDir != "" {
+		e, found, err := try(s.UserDir, ScopeUser)
+		if err != nil {
+			return Entry{}, err
+		}
+		if found {
+			userEntry = &e
+		}
+	}
+	for _, d := range s.SystemDirs {
+		if userEntry != nil {
+			if _, err := os.Stat(filepath.Join(d, name+fileExt)); err == nil {
+				userEntry.Shadows = true
+				break
+			}
+			continue
+		}
+		e, found, err := try(d, ScopeSystem)
+		if err != nil {
+			return Entry{}, err
+		}
+		if found {
+			return e, nil
+		}
+	}
+	if userEntry != nil {
+		return *userEntry, nil
+	}
+	return Entry{}, fmt.Errorf("profile %q: %w", name, ErrNotFound)
+}
+
+// readProfile reads and parses one file; the error is a *FileError (wrapping fs.ErrNotExist when it is absent).
+func readProfile(path, name string) (*Profile, error) {
+	fail := func(err error) (*Profile, error) { return nil, &FileError{Path: path, Err: err} }
+	if !ValidName(name) {
+		return fail(&ValidationError{Field: "name", Reason: ReasonBadName})
+	}
+	fi, err := os.Stat(path) // follows symlinks: IT may link presets
+	if err != nil {
+		return fail(err)
+	}
+	if !fi.Mode().IsRegular() { // never open a FIFO or a device: reading could block forever
+		return fail(ErrNotRegular)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return fail(err)
+	}
+	if len(data) > MaxFileSize {
+		return fail(ErrTooLarge)
+	}
+	p, err := Parse(data)
+	if err != nil {
+		return fail(err)
+	}
+	if p.Name != name {
+		return fail(&ValidationError{Field: "name", Reason: ReasonNameMismatch})
+	}
+	return p, nil
+}
+
+// Save validates p and writes it as UserDir/<p.Name>.json, replacing any user profile of that name. A system
+// preset of the same name is not touched: the new user profile shadows it. The write is atomic: the JSON goes to
+// a temporary file in the same directory (mode 0600), which is fsynced, renamed over the target, and the directory
+// is fsynced, so a crash leaves either the old file or the new one, at worst plus a temporary file that List
+// ignores and a later Save removes once it is older than a minute. Errors: *ValidationError (p is not saved),
+// *FileError for file system failures. p.Version is ignored: Version is written.
+func (s *Store) Save(p *Profile) error {
+	data, err := Marshal(p)
+	if err != nil {
+		return err
+	}
+	if s.UserDir == "" {
+		return &FileError{Path: "", Err: fs.ErrInvalid}
+	}
+	if err := os.MkdirAll(s.UserDir, 0o700); err != nil {
+		return &FileError{Path: s.UserDir, Err: err}
+	}
+	s.removeStaleTemps()
+	target := filepath.Join(s.UserDir, p.Name+fileExt)
+	f, err := os.CreateTemp(s.UserDir, "."+p.Name+fileExt+".tmp-*")
+	if err != nil {
+		return &FileError{Path: target, Err: err}
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return &FileError{Path: target, Err: err}
+	}
+	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return &FileError{Path: target, Err: err}
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		os.Remove(tmp)
+		return &FileError{Path: target, Err: err}
+	}
+	if err := syncDir(s.UserDir); err != nil {
+		return &FileError{Path: s.UserDir, Err: err}
+	}
+	return nil
+}
+
+// removeStaleTemps deletes Save's temporary files older than staleTemp (left by a crash). Failures are ignored:
+// the files are harmless and the next Save tries again.
+func (s *Store) removeStaleTemps() {
+	des, err := os.ReadDir(s.UserDir)
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-staleTemp)
+	for _, de := range des {
+		if !isTemp(de.Name()) || !de.Type().IsRegular() {
+			continue
+		}
+		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(s.UserDir, de.Name()))
+		}
+	}
+}
+
+// Delete removes the user's profile called name; a system preset it shadowed becomes visible again. Errors: a
+// *ValidationError (bad_name), ErrReadOnly (wrapped) when only a system preset has that name, ErrNotFound
+// (wrapped) when nothing has it, *FileError for file system failures.
+func (s *Store) Delete(name string) error {
+	if !ValidName(name) {
+		return &ValidationError{Field: "name", Reason: ReasonBadName}
+	}
+	if s.UserDir != "" {
+		path := filepath.Join(s.UserDir, name+fileExt)
+		err := os.Remove(path)
+		if err == nil {
+			if err := syncDir(s.UserDir); err != nil {
+				return &FileError{Path: s.UserDir, Err: err}
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return &FileError{Path: path, Err: err}
+		}
+	}
+	for _, d := range s.SystemDirs {
+		if _, err := os.Lstat(filepath.Join(d, name+fileExt)); err == nil {
+			return fmt.Errorf("profile %q: %w", name, ErrReadOnly)
+		}
+	}
+	return fmt.Errorf("profile %q: %w", name, ErrNotFound)
+}
+
+// syncDir makes a rename or removal in dir durable. Windows cannot fsync a directory (and NTFS journals renames),
+// so it is a no-op there.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
