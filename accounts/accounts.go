@@ -1,0 +1,147 @@
+// Package accounts turns saved profiles into live mail accounts: it is the one place where a profile meets a TLS
+// policy, the card's session manager, the mail connections and the diagnosis, so that the CLI and the GUI do the
+// same thing for the same profile.
+package accounts
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cardmail/cardmail/autoconfig"
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/tlspolicy"
+	"github.com/cardmail/cardmail/words"
+)
+
+// Service runs the account operations of the app. Create it with New; it is safe for concurrent use.
+type Service struct {
+	sessions *session.Manager
+	dialer   *mail.Dialer
+	pool     *mail.Pool
+	cacheDir string
+	// Discovery configures autoconfig.Discover (tests point it at loopback servers).
+	Discovery autoconfig.Options
+
+	mu       sync.Mutex
+	policies map[string]*tlspolicy.Policy // by policy name + CA files
+}
+
+// Dirs are where the service keeps its state: CRL cache and outbox. Both are created on first use.
+type Dirs struct {
+	Cache  string // CRL cache (tlspolicy)
+	Outbox string // messages a test send could not deliver
+}
+
+// DefaultDirs returns the per-user directories (os.UserCacheDir()/cardmail/...).
+func DefaultDirs() Dirs {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return Dirs{Cache: filepath.Join(base, "cardmail", "crl"), Outbox: filepath.Join(base, "cardmail", "outbox")}
+}
+
+// New returns a service that logs in with the cards of sessions. keepAlive is the NOOP period of the pooled IMAP
+// connections (0: mail's default).
+func New(sessions *session.Manager, dirs Dirs, keepAlive time.Duration) *Service {
+	d := &mail.Dialer{Sessions: sessions, OutboxDir: dirs.Outbox}
+	return &Service{sessions: sessions, dialer: d, pool: mail.NewPool(d, keepAlive), cacheDir: dirs.Cache,
+		policies: map[string]*tlspolicy.Policy{}}
+}
+
+// Close closes the pooled connections.
+func (s *Service) Close() error { return s.pool.Close() }
+
+// Account builds the mail account of a profile: its TLS policy (with its CA files) and certificate selection.
+// Errors: *tlspolicy.CAFileError, tlspolicy.ErrUnknownPolicy, *profile.ValidationError.
+func (s *Service) Account(p *profile.Profile) (mail.Account, error) {
+	if err := p.Validate(); err != nil {
+		return mail.Account{}, err
+	}
+	pol, err := s.policy(string(p.TLSPolicy), p.CAFiles)
+	if err != nil {
+		return mail.Account{}, err
+	}
+	return mail.Account{
+		Address: p.Address,
+		IMAP:    mail.Server{Host: p.IMAP.Host, Port: p.IMAP.Port, Security: mail.Security(p.IMAP.Security)},
+		SMTP:    mail.Server{Host: p.SMTP.Host, Port: p.SMTP.Port, Security: mail.Security(p.SMTP.Security)},
+		Auth:    mail.Auth(p.Login),
+		Policy:  pol,
+		Cert:    session.Selection{CertSHA256: p.CertSHA256},
+	}, nil
+}
+
+// policy returns the TLS policy for a name and CA files, built once (its CRL cache is shared).
+func (s *Service) policy(name string, caFiles []string) (*tlspolicy.Policy, error) {
+	key := name + "\x00" + strings.Join(caFiles, "\x00")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.policies[key]; p != nil {
+		return p, nil
+	}
+	p, err := tlspolicy.New(tlspolicy.Name(name), caFiles, s.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	s.policies[key] = p
+	return p, nil
+}
+
+// Check runs the diagnosis ladder for a profile's IMAP (protocol "imap") or SMTP ("smtp") side. progress, when not
+// nil, is called after each step (from the diagnosis goroutine). It never returns nil.
+func (s *Service) Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang,
+	progress func(diagnosis.Step)) *diagnosis.Report {
+	_ = progress // TODO(lead): diagnosis.Target.OnStep
+	a, err := s.Account(p)
+	if err != nil {
+		return diagnosis.Failed(diagnosis.StepDNS, fmt.Errorf("account %q: %w", p.Name, err), lang)
+	}
+	return diagnosis.Run(ctx, s.sessions, diagnosis.Target{Account: a, Protocol: protocol}, lang)
+}
+
+// Folders lists the folders of a profile's mailbox on the pooled connection (one card login per card session).
+func (s *Service) Folders(ctx context.Context, p *profile.Profile) ([]mail.Folder, error) {
+	a, err := s.Account(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.pool.Folders(ctx, a)
+}
+
+// Headers returns one page of a folder's message headers, newest first, and the folder's message count.
+func (s *Service) Headers(ctx context.Context, p *profile.Profile, folder string, page, pageSize int) ([]mail.Header, int, error) {
+	a, err := s.Account(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return s.pool.Headers(ctx, a, folder, page, pageSize)
+}
+
+// SendTest sends the test message to the profile's own address; body is the text in the person's language. A
+// message that could not be sent is kept in the outbox for RetryOutbox.
+func (s *Service) SendTest(ctx context.Context, p *profile.Profile, body string) (*mail.Sent, error) {
+	a, err := s.Account(p)
+	if err != nil {
+		return nil, err
+	}
+	d := *s.dialer
+	d.TestBody = body
+	return d.SendTest(ctx, a, a.Address)
+}
+
+// Discover looks up the mail servers of an address (autoconfig XML, well-known URL, DNS SRV).
+func (s *Service) Discover(ctx context.Context, address string) (*autoconfig.Result, error) {
+	return autoconfig.Discover(ctx, address, s.Discovery)
+}
+
+// PoolStats reports the pooled connections' dials and reuses.
+func (s *Service) PoolStats() mail.PoolStats { return s.pool.Stats() }
