@@ -6,21 +6,27 @@ package demo
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/profile"
 )
 
 // Reader is the vpcd reader the demo card goes into.
 const Reader = "127.0.0.1:35963"
 
-// Env is a running demo: the PKI, the two virtual cards and the one currently inserted.
+// Env is a running demo: the PKI, the two virtual cards and the one currently inserted, the in-process mail
+// server and a profile store of its own (under Dir, never the person's real profiles) holding the demo account.
 type Env struct {
 	Dir   string
 	PKI   *bench.PKI
 	Cards [2]*bench.Card
+	Mail  *MailServer
+	Store *profile.Store
 
 	mu       sync.Mutex
 	inserted int // index into Cards, -1 when none
@@ -49,10 +55,32 @@ func Start() (*Env, error) {
 		}
 		e.Cards[i] = bench.NewCard(id, bench.CardOptions{})
 	}
+	ids := []*bench.Identity{e.Cards[0].Identity(), e.Cards[1].Identity()}
+	if e.Mail, err = StartMailServer(pki, ids...); err != nil {
+		return nil, err
+	}
+	e.Store = &profile.Store{UserDir: filepath.Join(dir, "profiles")}
+	if err := e.Store.Save(DemoProfile(e.Mail, filepath.Join(dir, "ca.pem"), ids[0])); err != nil {
+		e.Mail.Close()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	if err := e.Insert(0); err != nil {
+		e.Mail.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// DemoProfile is the demo account of id on the demo mail server, trusting the demo CA file caFile.
+func DemoProfile(ms *MailServer, caFile string, id *bench.Identity) *profile.Profile {
+	server := func(addr string) profile.Server {
+		host, port, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(port)
+		return profile.Server{Host: host, Port: n, Security: profile.Implicit}
+	}
+	return &profile.Profile{Version: 1, Name: "demo", Address: id.Cert.EmailAddresses[0],
+		IMAP: server(ms.IMAPAddr), SMTP: server(ms.SMTPAddr), Login: profile.LoginAuto,
+		TLSPolicy: profile.PolicyDefault, CAFiles: []string{caFile}}
 }
 
 // Insert puts card i (0 Alice, 1 Bruno) in the reader, removing the other one first.
@@ -90,5 +118,5 @@ func (e *Env) Remove() error {
 	return err
 }
 
-// Close removes the card.
-func (e *Env) Close() error { return e.Remove() }
+// Close removes the card and stops the mail server.
+func (e *Env) Close() error { return errors.Join(e.Remove(), e.Mail.Close()) }
