@@ -60,13 +60,22 @@ func New(sessions *session.Manager, dirs Dirs, keepAlive time.Duration) *Service
 // Close closes the pooled connections.
 func (s *Service) Close() error { return s.pool.Close() }
 
-// Account builds the mail account of a profile: its TLS policy (with its CA files) and certificate selection.
-// Errors: *tlspolicy.CAFileError, tlspolicy.ErrUnknownPolicy, *profile.ValidationError.
-func (s *Service) Account(p *profile.Profile) (mail.Account, error) {
+// Account builds the mail account of a profile: its TLS policy (with its CA files, built once per service) and its
+// certificate selection. Errors: *profile.ValidationError, *tlspolicy.CAFileError, tlspolicy.ErrUnknownPolicy.
+func (s *Service) Account(p *profile.Profile) (mail.Account, error) { return accountOf(p, s.policy) }
+
+// AccountOf is Account for a one-off use (the CLI): the policy's CRL cache is cacheDir.
+func AccountOf(p *profile.Profile, cacheDir string) (mail.Account, error) {
+	return accountOf(p, func(name string, caFiles []string) (*tlspolicy.Policy, error) {
+		return tlspolicy.New(tlspolicy.Name(name), caFiles, cacheDir)
+	})
+}
+
+func accountOf(p *profile.Profile, policy func(name string, caFiles []string) (*tlspolicy.Policy, error)) (mail.Account, error) {
 	if err := p.Validate(); err != nil {
 		return mail.Account{}, err
 	}
-	pol, err := s.policy(string(p.TLSPolicy), p.CAFiles)
+	pol, err := policy(string(p.TLSPolicy), p.CAFiles)
 	if err != nil {
 		return mail.Account{}, err
 	}
@@ -100,12 +109,11 @@ func (s *Service) policy(name string, caFiles []string) (*tlspolicy.Policy, erro
 // nil, is called after each step (from the diagnosis goroutine). It never returns nil.
 func (s *Service) Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang,
 	progress func(diagnosis.Step)) *diagnosis.Report {
-	_ = progress // TODO(lead): diagnosis.Target.OnStep
 	a, err := s.Account(p)
 	if err != nil {
 		return diagnosis.Failed(diagnosis.StepDNS, fmt.Errorf("account %q: %w", p.Name, err), lang)
 	}
-	return diagnosis.Run(ctx, s.sessions, diagnosis.Target{Account: a, Protocol: protocol}, lang)
+	return diagnosis.Run(ctx, s.sessions, diagnosis.Target{Account: a, Protocol: protocol, OnStep: progress}, lang)
 }
 
 // Folders lists the folders of a profile's mailbox on the pooled connection (one card login per card session).

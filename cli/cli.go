@@ -39,6 +39,9 @@ type command struct {
 var commands = []command{
 	{"readers", "readers [--json] [--watch]: list PC/SC readers, card presence and ATR; --watch streams events", runReaders},
 	{"certs", "certs [--module PATH] [--json]: list tokens and certificates on present cards, without a PIN", runCerts},
+	{"check", "check [target flags] [--json] [--repeat N --interval D] [--to ADDR]: the whole connection diagnosis", runCheck},
+	{"folders", "folders [target flags] [--json] [--repeat N --interval D]: log in and list folders with counts", runFolders},
+	{"send-test", "send-test [target flags] --to ADDR: send a small test message by SMTP", runSendTest},
 }
 
 // IsCommand reports whether name is a subcommand (main.go starts the GUI otherwise).

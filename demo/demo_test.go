@@ -10,6 +10,7 @@ import (
 	"github.com/cardmail/cardmail/accounts"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/demo"
+	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
@@ -81,8 +82,13 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("INBOX after the test message: %d headers, total %d, %v", len(hs), total, err)
 	}
 	for _, proto := range []string{"imap", "smtp"} {
-		if r := svc.Check(ctx, p, proto, words.English, nil); !r.OK {
+		var live []diagnosis.Step
+		r := svc.Check(ctx, p, proto, words.English, func(st diagnosis.Step) { live = append(live, st) })
+		if !r.OK {
 			t.Errorf("check %s: %s %v\n%s", proto, r.Code, r.Err, r.Text())
+		}
+		if len(live) != len(r.Steps) || len(live) < 5 {
+			t.Errorf("check %s: %d steps reported live, %d in the report", proto, len(live), len(r.Steps))
 		}
 	}
 	if prompts != 1 {

@@ -83,6 +83,9 @@ func next(t *testing.T, ch <-chan reader.Event, b *bench.Bench) reader.Event {
 			if !ok {
 				t.Fatal("watch channel closed while the test still runs")
 			}
+			if e.Kind == reader.Synced {
+				continue // a marker; TestWatchSyncedAfterInitialState checks it
+			}
 			if e.Reader == "" || e.Reader == b.Readers[0] || e.Reader == b.Readers[1] {
 				t.Logf("event %s", evString(e))
 				return e
@@ -118,7 +121,7 @@ func quiet(t *testing.T, ch <-chan reader.Event, b *bench.Bench, d time.Duration
 			if !ok {
 				t.Fatal("watch channel closed while the test still runs")
 			}
-			if e.Reader == "" || e.Reader == b.Readers[0] || e.Reader == b.Readers[1] {
+			if e.Kind != reader.Synced && (e.Reader == "" || e.Reader == b.Readers[0] || e.Reader == b.Readers[1]) {
 				t.Fatalf("unexpected event %s", evString(e))
 			}
 		case <-timeout:
@@ -417,4 +420,29 @@ func stacksOf(dump []byte) string {
 		return string(dump)
 	}
 	return strings.Join(keep, "\n\n")
+}
+
+// Synced follows the initial state, so a consumer knows when "no CardInserted" means "no card".
+func TestWatchSyncedAfterInitialState(t *testing.T) {
+	b := bench.Start(t)
+	b.InsertWait(t, 0, 0)
+	ch := watch(t)
+	inserted := false
+	timeout := time.After(eventWait)
+	for {
+		select {
+		case e := <-ch:
+			switch e.Kind {
+			case reader.CardInserted:
+				inserted = inserted || e.Reader == b.Readers[0]
+			case reader.Synced:
+				if !inserted {
+					t.Fatal("synced before the inserted card was reported")
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatal("no synced event")
+		}
+	}
 }

@@ -33,6 +33,9 @@ const (
 	// ServiceUp: the service is reachable again after a ServiceDown; the ReaderAdded and CardInserted events of the
 	// new state follow.
 	ServiceUp
+	// Synced: every event describing the state at the start of the watch (or after ServiceUp) has been sent; from
+	// here on, a reader without a CardInserted event really has no card.
+	Synced
 )
 
 var kindNames = [...]string{
@@ -43,6 +46,7 @@ var kindNames = [...]string{
 	CardReset:     "card_reset",
 	ServiceDown:   "service_down",
 	ServiceUp:     "service_up",
+	Synced:        "synced",
 }
 
 // String returns the stable lowercase identifier of k ("reader_added", "card_inserted", ...), or "event_kind(N)" for

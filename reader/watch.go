@@ -187,6 +187,7 @@ func probe() error {
 // session polls through sc until ctx ends (nil) or a PC/SC call fails (the error).
 func (w *watcher) session(ctx context.Context, sc *scard.Context) error {
 	pnp := scard.StateUnaware
+	synced := false
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -201,6 +202,10 @@ func (w *watcher) session(ctx context.Context, sc *scard.Context) error {
 		}
 		evs := w.t.observe(readers, time.Now())
 		w.q.push(evs...)
+		if !synced {
+			w.q.push(Event{Kind: Synced, Time: time.Now()})
+			synced = true
+		}
 
 		// Block until something changes, passing back the states just read (with their event counters) so that
 		// any difference, including a remove+reinsert between two service polls, ends the wait at once.

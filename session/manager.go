@@ -182,12 +182,10 @@ func New(cfg Config) *Manager {
 	}
 }
 
-// Run applies reader events (from reader.Watch) until events closes or ctx ends. From then on the manager knows
-// which readers hold a card and answers ErrCardAbsent without touching PKCS#11. Call it at most once.
+// Run applies reader events (from reader.Watch) until events closes or ctx ends. Once the watcher has reported the
+// initial state (reader.Synced) the manager knows which readers hold a card and answers ErrCardAbsent without
+// touching PKCS#11. Call it at most once.
 func (m *Manager) Run(ctx context.Context, events <-chan reader.Event) {
-	m.mu.Lock()
-	m.watching = true
-	m.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,11 +202,14 @@ func (m *Manager) Run(ctx context.Context, events <-chan reader.Event) {
 // Apply acts on one reader event; Run calls it for each event. Any card event of a reader ends that reader's card
 // generation; ServiceDown ends all of them.
 //
-// Once events are applied the manager trusts them for card presence (ErrCardAbsent without touching PKCS#11).
+// From the first reader.Synced event (or the first card event, for callers that feed events by hand) on, the
+// manager trusts the events for card presence and answers ErrCardAbsent without touching PKCS#11.
 func (m *Manager) Apply(ev reader.Event) {
-	m.mu.Lock()
-	m.watching = true
-	m.mu.Unlock()
+	if ev.Kind != reader.ReaderAdded && ev.Kind != reader.ServiceUp {
+		m.mu.Lock()
+		m.watching = true
+		m.mu.Unlock()
+	}
 	switch ev.Kind {
 	case reader.CardInserted:
 		m.invalidate(ev.Reader, nil, CardInserted, present)

@@ -214,11 +214,20 @@ func Scenarios() []Scenario {
 				cfg.ClientCAs = otherCA(t).Pool()
 				return local(IMAPStub{TLS: cfg, Caps: []string{"AUTH=EXTERNAL"}}.Serve(t), caFile(t, b.PKI))
 			}},
-		{Name: "client_cert_required/dovecot-login-refused", Want: diagnosis.ClientCertRequired, Protocol: "imap", Security: "implicit", Policy: "default",
+		{Name: "client_cert_required/dovecot-no-certificate", Want: diagnosis.ClientCertRequired, Protocol: "imap", Security: "implicit", Policy: "default",
+			Start: func(t testing.TB, b *bench.Bench) Endpoint {
+				// Dovecot finishes the handshake without a client certificate and refuses every login with
+				// "NO [ALERT] Client didn't present valid SSL certificate". Reached by a client that sends none.
+				d := dovecotScenario(t, b, DovecotOptions{})
+				e := local(d.IMAPS, d.CAFile)
+				e.NoClientCert = true
+				return e
+			}},
+		{Name: "client_cert_rejected/dovecot-crl-missing", Want: diagnosis.ClientCertRejected, Protocol: "imap", Security: "implicit", Policy: "default",
 			Start: func(t testing.TB, b *bench.Bench) Endpoint {
 				// Dovecot requiring a CRL for the client CA but holding none: the handshake succeeds, the card's
-				// certificate counts as not valid, and every login gets
-				// "NO [ALERT] Client didn't present valid SSL certificate". The CertificateRequest lists the card's CA.
+				// certificate is sent but counts as not valid, and every login gets
+				// "NO [ALERT] Client didn't present valid SSL certificate" (the same words as without a certificate).
 				d := dovecotScenario(t, b, DovecotOptions{RequireCRL: true})
 				return local(d.IMAPS, d.CAFile)
 			}},

@@ -259,7 +259,13 @@ var checks = map[string]rawCheck{
 			t.Fatalf("acceptable CAs %q, want only %s", cas, OtherCAName)
 		}
 	},
-	"client_cert_required/dovecot-login-refused": func(t *testing.T, e Endpoint, b *bench.Bench) {
+	"client_cert_required/dovecot-no-certificate": func(t *testing.T, e Endpoint, b *bench.Bench) {
+		r := imapLogin(t, e, noCert(t, e))
+		if !strings.Contains(r, "NO") || !strings.Contains(r, "didn't present valid SSL certificate") {
+			t.Fatalf("LOGIN answered %q", r)
+		}
+	},
+	"client_cert_rejected/dovecot-crl-missing": func(t *testing.T, e Endpoint, b *bench.Bench) {
 		r := imapLogin(t, e, alice(t, e, b))
 		if !strings.Contains(r, "NO") || !strings.Contains(r, "didn't present valid SSL certificate") {
 			t.Fatalf("LOGIN answered %q", r)

@@ -1,0 +1,130 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/words"
+)
+
+// folderJSON is one folder in `cardmail folders --json`.
+type folderJSON struct {
+	Name       string   `json:"name"`
+	Delimiter  string   `json:"delimiter"`
+	Attributes []string `json:"attributes"`
+	Messages   uint32   `json:"messages"`
+	Unseen     uint32   `json:"unseen"`
+	NoSelect   bool     `json:"noselect"`
+}
+
+// foldersJSON is one line of `cardmail folders --json`.
+type foldersJSON struct {
+	OK      bool           `json:"ok"`
+	Code    diagnosis.Code `json:"code"`
+	Message string         `json:"message"`
+	Remedy  string         `json:"remedy"`
+	Detail  string         `json:"detail,omitempty"`
+	Folders []folderJSON   `json:"folders"`
+}
+
+// runFolders is `cardmail folders [target flags] [--json] [--repeat N --interval D]`: the production IMAP connection
+// (package mail) logs in with the card and lists folders with message and unseen counts. Failures are classified
+// with the facts the connection recorded (diagnosis.Classify). Exit 0, 1 on any failed round, 2 for usage.
+func runFolders(ctx context.Context, env Env, args []string) int {
+	fs := newFlags(env, "folders")
+	tf := addTargetFlags(fs, true)
+	if st, ok := parse(fs, args); !ok {
+		return st
+	}
+	acct, err := tf.account()
+	if err != nil {
+		return usageError(env, err)
+	}
+	if acct.IMAP.Host == "" {
+		return usageError(env, fmt.Errorf("%w: folders needs --imap HOST:PORT", errUsage))
+	}
+	c := startCards(ctx, env, tf.module)
+	defer c.stop()
+	status := ExitOK
+	for i := 0; i < tf.repeat; i++ {
+		if i > 0 && !sleepCtx(ctx, tf.interval) {
+			break
+		}
+		out := foldersOnce(ctx, c, tf, acct, env.Lang)
+		if !out.OK {
+			status = ExitFailure
+		}
+		if tf.asJSON {
+			b, _ := json.Marshal(out)
+			fmt.Fprintf(env.Stdout, "%s\n", b)
+			continue
+		}
+		if !out.OK {
+			fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %s)\n", out.Message, out.Remedy, out.Code, out.Detail)
+			continue
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		for _, f := range out.Folders {
+			if f.NoSelect {
+				fmt.Fprintf(tw, "%s\t-\t-\n", f.Name)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\n", f.Name, f.Messages, f.Unseen)
+		}
+		_ = tw.Flush()
+	}
+	return status
+}
+
+func foldersOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, lang words.Lang) foldersJSON {
+	out := foldersJSON{Folders: []folderJSON{}}
+	var rec session.Record
+	sel, err := tf.selection(ctx, c.m, acct.Cert)
+	var folders []mail.Folder
+	if err == nil {
+		acct.Cert = sel
+		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
+		tctx := mail.WithTrace(ctx, &mail.Trace{Record: &rec})
+		var conn *mail.IMAPConn
+		if conn, err = d.IMAP(tctx, acct); err == nil {
+			folders, err = conn.Folders(ctx)
+			_ = conn.Close()
+		}
+	}
+	out.Code = classifyMail(err, &rec)
+	out.OK = out.Code == diagnosis.OK
+	out.Message, out.Remedy = words.Message(lang, out.Code), words.Remedy(lang, out.Code)
+	if err != nil {
+		out.Detail = err.Error()
+	}
+	for _, f := range folders {
+		delim := ""
+		if f.Delim != 0 {
+			delim = string(f.Delim)
+		}
+		out.Folders = append(out.Folders, folderJSON{Name: f.Name, Delimiter: delim, Attributes: orEmpty(f.Attrs),
+			Messages: f.Messages, Unseen: f.Unseen, NoSelect: f.NoSelect})
+	}
+	return out
+}
+
+// classifyMail classifies an error of package mail with the client-certificate facts of its handshake.
+func classifyMail(err error, rec *session.Record) diagnosis.Code {
+	if err == nil {
+		return diagnosis.OK
+	}
+	hf := rec.Facts()
+	var se *mail.StepError
+	step := ""
+	if errorsAs(err, &se) {
+		step = se.Step
+	}
+	return diagnosis.Classify(err, diagnosis.Facts{Step: step, CardLogin: true, HandshakeDone: step == mail.StepAuth ||
+		step == mail.StepList || step == mail.StepSend, CertRequested: hf.CertRequested,
+		CertSent: hf.CertSentSHA256 != "", CANotAccepted: hf.CANotAccepted})
+}

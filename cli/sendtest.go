@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/words"
+)
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// sentJSON is the output of `cardmail send-test --json`.
+type sentJSON struct {
+	OK        bool           `json:"ok"`
+	Code      diagnosis.Code `json:"code"`
+	Message   string         `json:"message"`
+	Remedy    string         `json:"remedy"`
+	Detail    string         `json:"detail,omitempty"`
+	MessageID string         `json:"message_id,omitempty"`
+	From      string         `json:"from,omitempty"`
+	To        []string       `json:"to"`
+	Date      string         `json:"date,omitempty"`
+	Size      int            `json:"size"`
+	Mechanism string         `json:"mechanism,omitempty"`
+	Outbox    string         `json:"outbox,omitempty"`
+}
+
+// runSendTest is `cardmail send-test [target flags] --to ADDR`: one small test message through the production SMTP
+// connection (package mail), logged in with the card. Exit 0 sent, 1 diagnosed failure, 2 usage error.
+func runSendTest(ctx context.Context, env Env, args []string) int {
+	fs := newFlags(env, "send-test")
+	tf := addTargetFlags(fs, false)
+	tf.repeat = 1
+	to := fs.String("to", "", "recipient ADDR (required)")
+	if st, ok := parse(fs, args); !ok {
+		return st
+	}
+	acct, err := tf.account()
+	if err != nil {
+		return usageError(env, err)
+	}
+	switch {
+	case acct.SMTP.Host == "":
+		return usageError(env, fmt.Errorf("%w: send-test needs --smtp HOST:PORT", errUsage))
+	case *to == "" || strings.ContainsAny(*to, "\r\n<> "):
+		return usageError(env, fmt.Errorf("%w: send-test needs --to ADDR", errUsage))
+	case acct.Address == "":
+		return usageError(env, fmt.Errorf("%w: send-test needs --user ADDR (the sender)", errUsage))
+	}
+	c := startCards(ctx, env, tf.module)
+	defer c.stop()
+	var rec session.Record
+	var sent *mail.Sent
+	sel, err := tf.selection(ctx, c.m, acct.Cert)
+	if err == nil {
+		acct.Cert = sel
+		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
+		sent, err = d.SendTest(mail.WithTrace(ctx, &mail.Trace{Record: &rec}), acct, *to)
+	}
+	code := classifyMail(err, &rec)
+	out := sentJSON{OK: code == diagnosis.OK, Code: code, Message: words.Message(env.Lang, code),
+		Remedy: words.Remedy(env.Lang, code), To: []string{}}
+	if err != nil {
+		out.Detail = err.Error()
+	}
+	if sent != nil {
+		out.MessageID, out.From, out.Size, out.Mechanism, out.Outbox = sent.MessageID, sent.From, sent.Size, sent.Mechanism, sent.Outbox
+		out.To = append(out.To, sent.To...)
+		if !sent.Date.IsZero() {
+			out.Date = sent.Date.UTC().Format(time.RFC3339)
+		}
+	}
+	if tf.asJSON {
+		b, _ := json.Marshal(out)
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	} else if out.OK {
+		fmt.Fprintf(env.Stdout, "%s\n<%s> %s -> %s (%d bytes, %s)\n", out.Message, out.MessageID, out.From,
+			strings.Join(out.To, ", "), out.Size, out.Mechanism)
+	} else {
+		fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %s)\n", out.Message, out.Remedy, out.Code, out.Detail)
+	}
+	if !out.OK {
+		return ExitFailure
+	}
+	return ExitOK
+}

@@ -1,0 +1,341 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
+	"github.com/cardmail/cardmail/reader"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/tlspolicy"
+	"github.com/cardmail/cardmail/words"
+)
+
+// Environment variables read by check, folders and send-test.
+const (
+	// EnvPIN holds the card PIN for unattended runs (tests, scripted checks on a locked-down machine). UNSAFE outside
+	// tests: the environment of a process can be read by the same user and may end up in crash dumps or logs.
+	EnvPIN = "CARDMAIL_PIN"
+	// EnvPassword holds the account password for LOGIN/PLAIN, with the same warning as EnvPIN. Never a flag: command
+	// lines are visible to every user of the machine.
+	EnvPassword = "CARDMAIL_PASSWORD"
+	// EnvModule is the PKCS#11 module used when --module is not given (the GUI reads it too).
+	EnvModule = "CARDMAIL_PKCS11_MODULE"
+)
+
+// errUsage marks a usage error (exit 2); its text goes to stderr.
+var errUsage = errors.New("usage")
+
+// ErrNoTerminal: the PIN must be typed but standard input is not a terminal, and CARDMAIL_PIN is not set.
+var ErrNoTerminal = errors.New("standard input is not a terminal: cannot ask the PIN without echo (set " + EnvPIN + " for unattended runs)")
+
+// ErrPINMismatch: the confirmation typed on the card's final try differs from the PIN.
+var ErrPINMismatch = errors.New("the PIN confirmation differs")
+
+// ErrNoMatchingCertificate: --token/--cert select no certificate on the present cards.
+var ErrNoMatchingCertificate = errors.New("no certificate matches --token/--cert")
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// targetFlags are the flags shared by check, folders and send-test (shared/spec/cli-and-diagnosis.md).
+type targetFlags struct {
+	profile, imap, smtp, security, policy, user, auth, module, token, cert string
+	ca                                                                     multiFlag
+	asJSON                                                                 bool
+	repeat                                                                 int
+	interval                                                               time.Duration
+	timeout                                                                time.Duration
+}
+
+// addTargetFlags registers the target flags on fs; withRepeat adds --repeat and --interval.
+func addTargetFlags(fs *flag.FlagSet, withRepeat bool) *targetFlags {
+	f := &targetFlags{}
+	fs.StringVar(&f.profile, "profile", "", "account profile NAME")
+	fs.StringVar(&f.imap, "imap", "", "IMAP server HOST:PORT (port default: 993 implicit, 143 starttls)")
+	fs.StringVar(&f.smtp, "smtp", "", "SMTP submission server HOST:PORT (port default: 465 implicit, 587 starttls)")
+	fs.StringVar(&f.security, "tls", "", "implicit|starttls (default: starttls for ports 143, 587 and 25, else implicit)")
+	fs.Var(&f.ca, "ca", "extra trust anchor FILE (PEM), repeatable")
+	fs.StringVar(&f.policy, "tls-policy", string(tlspolicy.Default), "default|mssante")
+	fs.StringVar(&f.user, "user", "", "mailbox address ADDR (login name, SMTP sender)")
+	fs.StringVar(&f.auth, "auth", string(mail.AuthAuto), "auto|external|login|plain")
+	fs.StringVar(&f.module, "module", "", "PKCS#11 module PATH (default: $"+EnvModule+" or the first known module)")
+	fs.StringVar(&f.token, "token", "", "use a certificate of the token with this LABEL")
+	fs.StringVar(&f.cert, "cert", "", "use the certificate with this SHA256 fingerprint or CKA_ID (hex)")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON (one object a line)")
+	fs.DurationVar(&f.timeout, "timeout", diagnosis.DefaultTimeout, "timeout of each network step")
+	if withRepeat {
+		fs.IntVar(&f.repeat, "repeat", 1, "run N times in this process, a fresh connection each time")
+		fs.DurationVar(&f.interval, "interval", time.Second, "pause between runs with --repeat")
+	}
+	return f
+}
+
+// account builds the account the flags describe. Errors wrap errUsage (exit 2), except CA file problems, which are
+// returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file).
+func (f *targetFlags) account() (mail.Account, error) {
+	var a mail.Account
+	if f.profile != "" {
+		return f.profileAccount()
+	}
+	if f.imap == "" && f.smtp == "" {
+		return a, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
+	}
+	if f.repeat < 1 {
+		return a, fmt.Errorf("%w: --repeat must be at least 1", errUsage)
+	}
+	if f.interval < 0 || f.timeout <= 0 {
+		return a, fmt.Errorf("%w: --interval and --timeout must be positive", errUsage)
+	}
+	switch mail.Auth(f.auth) {
+	case mail.AuthAuto, mail.AuthExternal, mail.AuthLogin, mail.AuthPlain:
+		a.Auth = mail.Auth(f.auth)
+	default:
+		return a, fmt.Errorf("%w: --auth %q: want auto, external, login or plain", errUsage, f.auth)
+	}
+	switch mail.Security(f.security) {
+	case "", mail.Implicit, mail.StartTLS:
+	default:
+		return a, fmt.Errorf("%w: --tls %q: want implicit or starttls", errUsage, f.security)
+	}
+	var err error
+	if f.imap != "" {
+		if a.IMAP, err = server(f.imap, mail.Security(f.security), 993, 143); err != nil {
+			return a, fmt.Errorf("%w: --imap: %w", errUsage, err)
+		}
+	}
+	if f.smtp != "" {
+		if a.SMTP, err = server(f.smtp, mail.Security(f.security), 465, 587); err != nil {
+			return a, fmt.Errorf("%w: --smtp: %w", errUsage, err)
+		}
+	}
+	if strings.ContainsAny(f.user, "\r\n<> ") {
+		return a, fmt.Errorf("%w: --user %q", errUsage, f.user)
+	}
+	a.Address = f.user
+	a.Password = os.Getenv(EnvPassword)
+	if a.Policy, err = tlspolicy.New(tlspolicy.Name(f.policy), f.ca, accounts.DefaultDirs().Cache); err != nil {
+		if errors.Is(err, tlspolicy.ErrUnknownPolicy) {
+			return a, fmt.Errorf("%w: --tls-policy %q: want default or mssante", errUsage, f.policy)
+		}
+		return a, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return a, nil
+}
+
+// profileAccount loads the saved profile --profile names (user profiles, then the system presets IT deployed).
+// It cannot be combined with the flags that describe an account; --module still overrides the profile's module.
+func (f *targetFlags) profileAccount() (mail.Account, error) {
+	if f.imap != "" || f.smtp != "" || f.user != "" || len(f.ca) > 0 || f.security != "" {
+		return mail.Account{}, fmt.Errorf("%w: --profile cannot be combined with --imap, --smtp, --tls, --ca or --user", errUsage)
+	}
+	store, err := profile.NewStore()
+	if err != nil {
+		return mail.Account{}, err
+	}
+	e, err := store.Load(f.profile)
+	if err != nil {
+		return mail.Account{}, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
+	}
+	if f.module == "" {
+		f.module = e.Profile.PKCS11Module
+	}
+	a, err := accounts.AccountOf(e.Profile, accounts.DefaultDirs().Cache)
+	if err != nil {
+		return a, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
+	}
+	a.Password = os.Getenv(EnvPassword)
+	return a, nil
+}
+
+// server parses HOST[:PORT]. Without --tls the mode follows the port: STARTTLS for the STARTTLS port (143 or 587)
+// and 25, implicit TLS otherwise; without a port, the mode's usual port.
+func server(s string, sec mail.Security, implicitPort, starttlsPort int) (mail.Server, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		host, portStr = strings.Trim(s, "[]"), ""
+	}
+	if host == "" {
+		return mail.Server{}, fmt.Errorf("no host in %q", s)
+	}
+	port := 0
+	if portStr != "" {
+		if port, err = strconv.Atoi(portStr); err != nil || port <= 0 || port > 65535 {
+			return mail.Server{}, fmt.Errorf("bad port in %q", s)
+		}
+	}
+	switch {
+	case sec == "" && port == 0:
+		sec, port = mail.Implicit, implicitPort
+	case sec == "" && (port == starttlsPort || port == 25):
+		sec = mail.StartTLS
+	case sec == "":
+		sec = mail.Implicit
+	case port == 0 && sec == mail.Implicit:
+		port = implicitPort
+	case port == 0:
+		port = starttlsPort
+	}
+	return mail.Server{Host: host, Port: port, Security: sec}, nil
+}
+
+// usageError prints a usage error and returns ExitUsage.
+func usageError(env Env, err error) int {
+	fmt.Fprintf(env.Stderr, "cardmail: %v\n", err)
+	return ExitUsage
+}
+
+// cards is the session manager of one CLI run, fed by a live reader watcher.
+type cards struct {
+	m      *session.Manager
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startCards starts the session manager for the CLI: session.New with the PIN prompt, and m.Run on reader.Watch.
+// Until the watcher has reported the present cards (reader.Synced), the manager asks PKCS#11 itself, so a check
+// started at once sees an inserted card. Call stop when done.
+func startCards(ctx context.Context, env Env, module string) *cards {
+	if module == "" {
+		module = os.Getenv(EnvModule)
+	}
+	m := session.New(session.Config{Module: module, PINPrompt: pinPrompt(env)})
+	wctx, cancel := context.WithCancel(ctx)
+	c := &cards{m: m, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(c.done); m.Run(wctx, reader.Watch(wctx)) }()
+	return c
+}
+
+func (c *cards) stop() {
+	c.cancel()
+	<-c.done
+	_ = c.m.Close()
+}
+
+// selection resolves --token/--cert to a session.Selection. Without either, the manager picks the first usable
+// certificate. --cert is a SHA-256 fingerprint (64 hex digits, colons ignored) or a CKA_ID in hex.
+func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current session.Selection) (session.Selection, error) {
+	want := strings.ToLower(strings.ReplaceAll(f.cert, ":", ""))
+	if f.token == "" && want == "" {
+		return current, nil // no flag: the profile's choice, or the manager's
+	}
+	if f.token == "" && len(want) == 64 {
+		return session.Selection{CertSHA256: want}, nil
+	}
+	certs, err := m.Certificates(ctx)
+	if err != nil {
+		return session.Selection{}, err
+	}
+	for _, c := range certs {
+		if f.token != "" && c.TokenLabel != f.token {
+			continue
+		}
+		fp := strings.ToLower(strings.ReplaceAll(c.Fingerprint(), ":", ""))
+		if want != "" && want != fp && want != strings.ToLower(c.IDHex()) {
+			continue
+		}
+		if want == "" && !c.Verdict.Usable {
+			continue
+		}
+		return session.Selection{CertSHA256: fp}, nil
+	}
+	return session.Selection{}, fmt.Errorf("%w (token %q, cert %q): %w", ErrNoMatchingCertificate, f.token, f.cert,
+		session.ErrNoUsableCertificate)
+}
+
+// pinPrompt asks the PIN: from CARDMAIL_PIN when set, else on the terminal without echo (env.Stdin must be a
+// terminal), showing the tries left and asking a confirmation on the final try. The prompt texts go to env.Stderr.
+func pinPrompt(env Env) session.PINPrompt {
+	return func(ctx context.Context, req session.PINRequest) ([]byte, error) {
+		if req.PINPad {
+			fmt.Fprintln(env.Stderr, words.T(env.Lang, "cli.pin_prompt", map[string]any{"Token": req.TokenLabel, "Reader": req.Reader}))
+			return nil, nil
+		}
+		if pin, ok := os.LookupEnv(EnvPIN); ok {
+			return []byte(pin), nil
+		}
+		f, ok := env.Stdin.(*os.File)
+		if !ok || !term.IsTerminal(int(f.Fd())) {
+			return nil, fmt.Errorf("%w: %w", session.ErrPINCancelled, ErrNoTerminal)
+		}
+		if req.TriesLeft >= 0 {
+			fmt.Fprintln(env.Stderr, words.T(env.Lang, "cli.tries_left", map[string]any{"Tries": req.TriesLeft}))
+		}
+		pin, err := readSecret(ctx, env.Stderr, f, words.T(env.Lang, "cli.pin_prompt",
+			map[string]any{"Token": req.TokenLabel, "Reader": req.Reader}))
+		if err != nil || len(pin) == 0 {
+			return nil, fmt.Errorf("%w: %v", session.ErrPINCancelled, err)
+		}
+		if req.FinalTry {
+			again, err := readSecret(ctx, env.Stderr, f, words.T(env.Lang, "cli.final_try", nil))
+			if err != nil || len(again) == 0 {
+				zero(pin)
+				return nil, fmt.Errorf("%w: %v", session.ErrPINCancelled, err)
+			}
+			same := string(again) == string(pin)
+			zero(again)
+			if !same {
+				zero(pin)
+				return nil, fmt.Errorf("%w: %w", session.ErrPINCancelled, ErrPINMismatch)
+			}
+		}
+		return pin, nil
+	}
+}
+
+// readSecret prints prompt and reads a line without echo; ctx cancels the wait (the read goroutine ends with the
+// next line typed).
+func readSecret(ctx context.Context, w io.Writer, f *os.File, prompt string) ([]byte, error) {
+	fmt.Fprint(w, prompt)
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := term.ReadPassword(int(f.Fd()))
+		ch <- result{b, err}
+	}()
+	select {
+	case r := <-ch:
+		fmt.Fprintln(w)
+		return r.b, r.err
+	case <-ctx.Done():
+		fmt.Fprintln(w)
+		return nil, ctx.Err()
+	}
+}
+
+func zero(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// sleepCtx waits d or until ctx ends (false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

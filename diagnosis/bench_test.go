@@ -1,0 +1,248 @@
+package diagnosis_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/reader"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/tlspolicy"
+	"github.com/cardmail/cardmail/token"
+	"github.com/cardmail/cardmail/words"
+)
+
+func TestMain(m *testing.M) {
+	if token.AgentRequested() { // the session manager starts this test binary as its PKCS#11 agent
+		os.Exit(token.RunAgent())
+	}
+	os.Exit(m.Run())
+}
+
+// cardFixture is the bench with a session manager fed by a live reader watcher, answering the PIN prompt with the
+// bench card's PIN.
+type cardFixture struct {
+	b *bench.Bench
+	m *session.Manager
+}
+
+func newCardFixture(t testing.TB) *cardFixture {
+	t.Helper()
+	b := bench.Start(t)
+	m := session.New(session.Config{Module: b.OpenSC,
+		PINPrompt: func(ctx context.Context, req session.PINRequest) ([]byte, error) {
+			return []byte(bench.DefaultPIN), nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx, reader.Watch(ctx)) }()
+	t.Cleanup(func() { cancel(); <-done; m.Close() })
+	return &cardFixture{b: b, m: m}
+}
+
+// insert inserts Alice's card in the first reader and waits until the manager, not only pcscd, knows it (its
+// watcher may apply the insertion a little after pcscd reports it).
+func (f *cardFixture) insert(t testing.TB) {
+	t.Helper()
+	f.b.InsertWait(t, 0, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := f.m.Certificates(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the session manager does not see the inserted card: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// account builds an account for addr (host:port) with the given policy and trust.
+func account(t testing.TB, addr string, sec mail.Security, policy string, caFiles []string) mail.Account {
+	t.Helper()
+	pol, err := tlspolicy.New(tlspolicy.Name(policy), caFiles, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mail.Server{Host: host, Port: port, Security: mail.Security(sec)}
+	return mail.Account{Address: bench.DefaultEmail(bench.AliceName), IMAP: srv, SMTP: srv, Auth: mail.AuthAuto, Policy: pol}
+}
+
+// TestScenarios runs the ladder against every misconfigured server of mailsrv.Scenarios() and asserts the exact
+// code, with Alice's card inserted and the bench PIN.
+func TestScenarios(t *testing.T) {
+	f := newCardFixture(t)
+	f.insert(t)
+	scenarios := mailsrv.Scenarios()
+	if len(scenarios) == 0 {
+		t.Fatal("mailsrv.Scenarios() is empty")
+	}
+	seen := map[diagnosis.Code]bool{}
+	for _, sc := range scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			ep := sc.Start(t, f.b)
+			acct := account(t, ep.Addr, mail.Security(sc.Security), sc.Policy, append([]string{ep.CAFile}, ep.ExtraCAFiles...))
+			if h, _, _ := net.SplitHostPort(ep.Addr); h != ep.ServerName {
+				t.Fatalf("scenario dials %s but verifies %s: the ladder uses one host for both", ep.Addr, ep.ServerName)
+			}
+			var sessions *session.Manager
+			if !ep.NoClientCert {
+				sessions = f.m
+			}
+			tg := diagnosis.Target{Account: acct, Protocol: sc.Protocol, Timeout: 4 * time.Second,
+				GreetingTimeout: 1500 * time.Millisecond}
+			rep := diagnosis.Run(context.Background(), sessions, tg, words.English)
+			want := sc.Want
+			if rep.Code != want {
+				t.Fatalf("code %s, want %s\n%s", rep.Code, want, rep.Text())
+			}
+			if rep.OK || len(rep.Steps) == 0 || rep.Steps[len(rep.Steps)-1].OK && rep.Code != diagnosis.ClientCertNotRequested {
+				t.Errorf("a failed report must end with a failed step:\n%s", rep.Text())
+			}
+			if strings.Contains(string(rep.JSON())+rep.Text(), bench.DefaultPIN) {
+				t.Errorf("PIN in the report")
+			}
+			seen[rep.Code] = true
+		})
+	}
+	t.Logf("codes produced: %d", len(seen))
+}
+
+// TestDovecotHappyPath checks ok with every step against the real Dovecot (+ Postfix), IMAP and SMTP, implicit TLS
+// and STARTTLS, logging in with the card (SASL EXTERNAL), and with LOGIN + password; the report and its log must
+// never hold the PIN or the password.
+func TestDovecotHappyPath(t *testing.T) {
+	f := newCardFixture(t)
+	d := mailsrv.StartDovecot(t, f.b.PKI, mailsrv.DovecotOptions{Messages: 2, Folders: 3})
+	f.insert(t)
+	alice := bench.DefaultEmail(bench.AliceName)
+	const password = "Sup3r-Secret-Passw0rd"
+	cases := []struct {
+		name, addr, protocol string
+		sec                  mail.Security
+		auth                 mail.Auth
+		steps                []string
+	}{
+		{"imap implicit", d.IMAPS, diagnosis.ProtocolIMAP, mail.Implicit, mail.AuthAuto,
+			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "list"}},
+		{"imap starttls", d.IMAP, diagnosis.ProtocolIMAP, mail.StartTLS, mail.AuthAuto,
+			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "list"}},
+		{"smtp implicit", d.SubmissionS, diagnosis.ProtocolSMTP, mail.Implicit, mail.AuthAuto,
+			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "send"}},
+		{"smtp starttls", d.Submission, diagnosis.ProtocolSMTP, mail.StartTLS, mail.AuthAuto,
+			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "send"}},
+		{"imap login with password", d.IMAPS, diagnosis.ProtocolIMAP, mail.Implicit, mail.AuthLogin, nil},
+		{"imap plain with password", d.IMAP, diagnosis.ProtocolIMAP, mail.StartTLS, mail.AuthPlain, nil},
+		{"smtp plain with password", d.Submission, diagnosis.ProtocolSMTP, mail.StartTLS, mail.AuthPlain, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			acct := account(t, c.addr, c.sec, "default", []string{d.CAFile})
+			acct.Auth = c.auth
+			if c.auth != mail.AuthAuto {
+				acct.Password = password
+			}
+			tg := diagnosis.Target{Account: acct, Protocol: c.protocol, Timeout: 10 * time.Second}
+			if c.protocol == diagnosis.ProtocolSMTP {
+				tg.SendTo = alice
+			}
+			rep := diagnosis.Run(context.Background(), f.m, tg, words.French)
+			if !rep.OK || rep.Code != diagnosis.OK {
+				t.Fatalf("code %s\n%s\n%s", rep.Code, rep.Text(), d.Log())
+			}
+			names := []string{}
+			for _, s := range rep.Steps {
+				names = append(names, s.Name)
+				if !s.OK {
+					t.Errorf("step %s not ok", s.Name)
+				}
+			}
+			if c.steps != nil && !slices.Equal(names, c.steps) {
+				t.Errorf("steps %v, want %v", names, c.steps)
+			}
+			if rep.TLS.ClientCertSent == nil || *rep.TLS.ClientCertSent != rep.Card.CertSHA256 || !rep.TLS.ClientCertRequested {
+				t.Errorf("client certificate facts: %+v card %+v", rep.TLS, rep.Card)
+			}
+			if rep.Card.Reader != f.b.Readers[0] || rep.TLS.Version == "" || len(rep.TLS.ServerChain) == 0 ||
+				len(rep.Server.Capabilities) == 0 || rep.Server.Greeting == "" {
+				t.Errorf("facts missing:\n%s", rep.Text())
+			}
+			all := string(rep.JSON()) + rep.Text() + strings.Join(rep.Log, "\n")
+			for _, secret := range []string{bench.DefaultPIN, password} {
+				if strings.Contains(all, secret) {
+					t.Errorf("secret %q in the report:\n%s", secret, rep.Text())
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckLadder times a full check ladder (IMAP implicit TLS with the card, EXTERNAL, LIST with counts)
+// against Dovecot on loopback, and prints the mean time per step. Baseline in the same run: a bare TCP connect to
+// the same port.
+func BenchmarkCheckLadder(b *testing.B) {
+	f := newCardFixture(b)
+	d := mailsrv.StartDovecot(b, f.b.PKI, mailsrv.DovecotOptions{Messages: 10, Folders: 20})
+	f.insert(b)
+	acct := account(b, d.IMAPS, mail.Implicit, "default", []string{d.CAFile})
+	tg := diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP, Timeout: 10 * time.Second}
+	if rep := diagnosis.Run(context.Background(), f.m, tg, words.English); !rep.OK { // warm-up: PIN, agent
+		b.Fatalf("%s", rep.Text())
+	}
+	var order []string
+	sum := map[string]float64{}
+	var baseline time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		c, err := net.DialTimeout("tcp", d.IMAPS, 5*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		baseline += time.Since(start)
+		c.Close()
+		rep := diagnosis.Run(context.Background(), f.m, tg, words.English)
+		if !rep.OK {
+			b.Fatalf("%s", rep.Text())
+		}
+		for _, s := range rep.Steps {
+			if _, ok := sum[s.Name]; !ok {
+				order = append(order, s.Name)
+			}
+			sum[s.Name] += s.Ms
+		}
+	}
+	b.StopTimer()
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "\n%-12s %10s\n", "step", "mean ms")
+	total := 0.0
+	for _, n := range order {
+		fmt.Fprintf(&tbl, "%-12s %10.2f\n", n, sum[n]/float64(b.N))
+		total += sum[n] / float64(b.N)
+	}
+	fmt.Fprintf(&tbl, "%-12s %10.2f\n%-12s %10.3f  (bare TCP connect, same run)\n", "total", total, "baseline",
+		float64(baseline.Microseconds())/1000/float64(b.N))
+	b.Log(tbl.String())
+	b.ReportMetric(total, "ladder-ms/op")
+}

@@ -1,0 +1,411 @@
+package diagnosis
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/tlspolicy"
+	"github.com/cardmail/cardmail/words"
+)
+
+// stubPKI is a test CA with a server certificate for 127.0.0.1, shared by the stub servers of this file.
+type stubPKI struct {
+	pki    *bench.PKI
+	cert   tls.Certificate
+	caFile string
+}
+
+func newStubPKI(t testing.TB) *stubPKI {
+	t.Helper()
+	pki, err := bench.NewPKI(t.TempDir(), "Ladder Test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pki.ServerCert("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &stubPKI{pki: pki, cert: cert, caFile: filepath.Join(pki.Dir, "ca.pem")}
+}
+
+// serve runs handle for every connection to a new 127.0.0.1 listener until the test ends.
+func serve(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				handle(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// imapStub is a minimal IMAP server: greeting, CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE PLAIN, LIST, STATUS,
+// LOGOUT. It records the lines it received.
+type imapStub struct {
+	p         *stubPKI
+	starttls  bool // offer STARTTLS on the plaintext greeting
+	tlsConfig *tls.Config
+	mu        sync.Mutex
+	got       []string
+}
+
+func (s *imapStub) handle(c net.Conn, implicit bool) {
+	var conn = c
+	if implicit {
+		tc := tls.Server(c, s.tlsConfig)
+		if tc.Handshake() != nil {
+			return
+		}
+		conn = tc
+	}
+	r := bufio.NewReader(conn)
+	caps := "IMAP4rev1 SASL-IR AUTH=PLAIN LIST-STATUS"
+	if !implicit && s.starttls {
+		caps = "IMAP4rev1 STARTTLS LOGINDISABLED"
+	}
+	io.WriteString(conn, "* OK [CAPABILITY "+caps+"] stub ready\r\n")
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		s.mu.Lock()
+		s.got = append(s.got, line)
+		s.mu.Unlock()
+		tag, rest, _ := strings.Cut(line, " ")
+		cmd, _, _ := strings.Cut(rest, " ")
+		switch strings.ToUpper(cmd) {
+		case "CAPABILITY":
+			io.WriteString(conn, "* CAPABILITY "+caps+"\r\n"+tag+" OK done\r\n")
+		case "STARTTLS":
+			io.WriteString(conn, tag+" OK begin TLS\r\n")
+			tc := tls.Server(c, s.tlsConfig)
+			if tc.Handshake() != nil {
+				return
+			}
+			conn, r = tc, bufio.NewReader(tc)
+			caps = "IMAP4rev1 SASL-IR AUTH=PLAIN"
+		case "LOGIN", "AUTHENTICATE":
+			io.WriteString(conn, tag+" OK logged in\r\n")
+		case "LIST":
+			io.WriteString(conn, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n* LIST (\\Noselect) \"/\" {4}\r\nWork\r\n")
+			if strings.Contains(rest, "RETURN") {
+				io.WriteString(conn, "* STATUS INBOX (MESSAGES 3 UNSEEN 1)\r\n")
+			}
+			io.WriteString(conn, tag+" OK listed\r\n")
+		case "STATUS":
+			io.WriteString(conn, "* STATUS \"INBOX\" (MESSAGES 3 UNSEEN 1)\r\n"+tag+" OK status\r\n")
+		case "LOGOUT":
+			io.WriteString(conn, "* BYE\r\n"+tag+" OK bye\r\n")
+			return
+		default:
+			io.WriteString(conn, tag+" BAD unknown\r\n")
+		}
+	}
+}
+
+func (p *stubPKI) target(t testing.TB, addr string, sec mail.Security, protocol string) Target {
+	t.Helper()
+	pol, err := tlspolicy.New(tlspolicy.Default, []string{p.caFile}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	srv := mail.Server{Host: host, Port: port, Security: sec}
+	return Target{Account: mail.Account{Address: "alice@example.test", IMAP: srv, SMTP: srv, Auth: mail.AuthAuto,
+		Password: "Pa55-secret-word", Policy: pol}, Protocol: protocol, Timeout: 5 * time.Second,
+		GreetingTimeout: 700 * time.Millisecond}
+}
+
+func stepNames(r *Report) []string {
+	var n []string
+	for _, s := range r.Steps {
+		n = append(n, s.Name)
+	}
+	return n
+}
+
+// TestLadderStub runs the ladder without a card against in-process servers: the happy paths (implicit and
+// STARTTLS), and failures that need no card.
+func TestLadderStub(t *testing.T) {
+	p := newStubPKI(t)
+	stub := &imapStub{p: p, starttls: true, tlsConfig: &tls.Config{Certificates: []tls.Certificate{p.cert}}}
+	implicit := serve(t, func(c net.Conn) { stub.handle(c, true) })
+	plain := serve(t, func(c net.Conn) { stub.handle(c, false) })
+	noSTARTTLS := serve(t, func(c net.Conn) {
+		(&imapStub{p: p, tlsConfig: stub.tlsConfig}).handle(c, false)
+	})
+	tls10 := serve(t, func(c net.Conn) {
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{p.cert}, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+		_ = tc.Handshake()
+	})
+	refusedLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := refusedLn.Addr().String()
+	refusedLn.Close()
+
+	cases := []struct {
+		name     string
+		addr     string
+		sec      mail.Security
+		mutate   func(*Target)
+		want     Code
+		wantStep []string
+	}{
+		{"implicit ok", implicit, mail.Implicit, nil, OK,
+			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "list"}},
+		{"starttls ok", plain, mail.StartTLS, nil, OK,
+			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "list"}},
+		{"login", implicit, mail.Implicit, func(t *Target) { t.Account.Auth = mail.AuthLogin }, OK, nil},
+		{"implicit to plaintext port", plain, mail.Implicit, nil, WrongSecurityMode, nil},
+		{"starttls to TLS port", implicit, mail.StartTLS, nil, WrongSecurityMode, nil},
+		{"no STARTTLS", noSTARTTLS, mail.StartTLS, nil, StartTLSUnavailable, nil},
+		{"refused", refused, mail.Implicit, nil, ConnectRefused, []string{"dns", "connect"}},
+		{"TLS 1.0 server", tls10, mail.Implicit, nil, TLSVersionMismatch, nil},
+		{"dns", implicit, mail.Implicit, func(t *Target) { t.Account.IMAP.Host = "nonexistent.invalid" }, DNSError, []string{"dns"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tg := p.target(t, c.addr, c.sec, ProtocolIMAP)
+			if c.mutate != nil {
+				c.mutate(&tg)
+			}
+			rep := Run(context.Background(), nil, tg, words.English)
+			if rep.Code != c.want || rep.OK != (c.want == OK) {
+				t.Fatalf("code %s ok=%t, want %s\n%s", rep.Code, rep.OK, c.want, rep.Text())
+			}
+			if c.wantStep != nil && !slices.Equal(stepNames(rep), c.wantStep) {
+				t.Errorf("steps %v, want %v", stepNames(rep), c.wantStep)
+			}
+			if rep.OK {
+				for _, s := range rep.Steps {
+					if !s.OK {
+						t.Errorf("step %s failed in an ok report", s.Name)
+					}
+				}
+				if rep.TLS.Version == "" || len(rep.TLS.ServerChain) == 0 {
+					t.Errorf("TLS facts missing: %+v", rep.TLS)
+				}
+			}
+			checkNoSecret(t, rep, tg.Account.Password)
+		})
+	}
+}
+
+// checkNoSecret fails when secret appears anywhere in the report's JSON, text or log.
+func checkNoSecret(t *testing.T, rep *Report, secrets ...string) {
+	t.Helper()
+	all := string(rep.JSON()) + rep.Text() + strings.Join(rep.Log, "\n")
+	for _, s := range secrets {
+		if s != "" && strings.Contains(all, s) {
+			t.Errorf("secret %q leaked into the report:\n%s", s, rep.Text())
+		}
+	}
+}
+
+// TestRedactedLog checks that LOGIN and AUTHENTICATE arguments never reach the log, while the server did receive
+// them.
+func TestRedactedLog(t *testing.T) {
+	p := newStubPKI(t)
+	stub := &imapStub{p: p, tlsConfig: &tls.Config{Certificates: []tls.Certificate{p.cert}}}
+	addr := serve(t, func(c net.Conn) { stub.handle(c, true) })
+	for _, auth := range []mail.Auth{mail.AuthLogin, mail.AuthPlain} {
+		tg := p.target(t, addr, mail.Implicit, ProtocolIMAP)
+		tg.Account.Auth = auth
+		rep := Run(context.Background(), nil, tg, words.French)
+		if !rep.OK {
+			t.Fatalf("%s: %s", auth, rep.Text())
+		}
+		checkNoSecret(t, rep, tg.Account.Password, "\x00"+tg.Account.Address)
+		var sawRedacted bool
+		for _, l := range rep.Log {
+			if strings.Contains(l, Redacted) {
+				sawRedacted = true
+			}
+		}
+		if !sawRedacted {
+			t.Errorf("%s: no redacted line in the log: %q", auth, rep.Log)
+		}
+		if rep.Message != words.Message(words.French, OK) {
+			t.Errorf("message not in French: %q", rep.Message)
+		}
+	}
+	stub.mu.Lock()
+	defer stub.mu.Unlock()
+	if !strings.Contains(strings.Join(stub.got, "\n"), "Pa55-secret-word") {
+		t.Errorf("the server never got the password: %q", stub.got)
+	}
+}
+
+// TestReportJSONShape checks the JSON keys against the contract (shared/spec/cli-and-diagnosis.md).
+func TestReportJSONShape(t *testing.T) {
+	r := Failed(StepClientCert, errBadCardForTest, words.English)
+	var m map[string]any
+	if err := json.Unmarshal(r.JSON(), &m); err != nil {
+		t.Fatal(err)
+	}
+	ContractShape(t, m)
+	if m["tls"].(map[string]any)["client_cert_sent"] != nil {
+		t.Errorf("client_cert_sent should be null")
+	}
+	s := "ab12"
+	r.TLS.ClientCertSent = &s
+	_ = json.Unmarshal(r.JSON(), &m)
+	if m["tls"].(map[string]any)["client_cert_sent"] != "ab12" {
+		t.Errorf("client_cert_sent: %v", m["tls"])
+	}
+	if !strings.Contains(r.Text(), "client_cert") {
+		t.Errorf("text lacks the step: %s", r.Text())
+	}
+}
+
+var errBadCardForTest = ErrBadTarget
+
+// ContractShape fails t unless m has exactly the keys of the contract's check JSON, at every level.
+func ContractShape(t testing.TB, m map[string]any) {
+	t.Helper()
+	keys := func(m map[string]any) []string {
+		var k []string
+		for key := range m {
+			k = append(k, key)
+		}
+		sort.Strings(k)
+		return k
+	}
+	want := map[string][]string{
+		"":       {"card", "code", "message", "ok", "remedy", "server", "steps", "tls"},
+		"tls":    {"acceptable_cas", "cipher_suite", "client_cert_requested", "client_cert_sent", "server_chain", "signature_scheme", "version"},
+		"server": {"capabilities", "greeting"},
+		"card":   {"cert_sha256", "reader", "token"},
+	}
+	if got := keys(m); !reflect.DeepEqual(got, want[""]) {
+		t.Errorf("top-level keys %v, want %v", got, want[""])
+	}
+	for _, sub := range []string{"tls", "server", "card"} {
+		mm, ok := m[sub].(map[string]any)
+		if !ok {
+			t.Errorf("%s is %T", sub, m[sub])
+			continue
+		}
+		if got := keys(mm); !reflect.DeepEqual(got, want[sub]) {
+			t.Errorf("%s keys %v, want %v", sub, got, want[sub])
+		}
+	}
+	steps, ok := m["steps"].([]any)
+	if !ok {
+		t.Fatalf("steps is %T", m["steps"])
+	}
+	for _, s := range steps {
+		if got := keys(s.(map[string]any)); !reflect.DeepEqual(got, []string{"detail", "ms", "ok", "step"}) {
+			t.Errorf("step keys %v", got)
+		}
+	}
+	for _, k := range []string{"server_chain", "acceptable_cas"} {
+		if _, ok := m["tls"].(map[string]any)[k].([]any); !ok {
+			t.Errorf("tls.%s is not a list", k)
+		}
+	}
+}
+
+func TestGreetingConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() { _, _ = b.Write([]byte("a1 OK\r\n")); b.Close() }()
+	got, err := io.ReadAll(WithGreeting(a, "* OK ready"))
+	if err != nil && err != io.ErrClosedPipe {
+		t.Fatal(err)
+	}
+	if string(got) != "* OK ready\r\na1 OK\r\n" {
+		t.Errorf("got %q", got)
+	}
+}
+
+func TestParseIMAP(t *testing.T) {
+	cases := []struct {
+		line string
+		want imapList
+		err  bool
+	}{
+		{`* LIST (\HasNoChildren) "/" INBOX`, imapList{"*", "LIST", imapList{`\HasNoChildren`}, "/", "INBOX"}, false},
+		{`* LIST () NIL "a \"b\" \\c"`, imapList{"*", "LIST", imapList{}, "", `a "b" \c`}, false},
+		{`* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready`, imapList{"*", "OK", "[CAPABILITY IMAP4rev1 AUTH=PLAIN]", "ready"}, false},
+		{`* STATUS INBOX (MESSAGES 3 UNSEEN 1)`, imapList{"*", "STATUS", "INBOX", imapList{"MESSAGES", "3", "UNSEEN", "1"}}, false},
+		{`* LIST (`, nil, true},
+		{`)`, nil, true},
+		{`"unterminated`, nil, true},
+		// Cases found by fuzzing:
+		{`"\`, nil, true},
+	}
+	for _, c := range cases {
+		got, err := parseIMAP(c.line)
+		if (err != nil) != c.err || (!c.err && !reflect.DeepEqual(got, c.want)) {
+			t.Errorf("parseIMAP(%q) = %#v, %v; want %#v", c.line, got, err, c.want)
+		}
+	}
+	toks, _ := parseIMAP(`* STATUS "Sent" (MESSAGES 10 UNSEEN 0)`)
+	if name, m, u, ok := parseStatusLine(toks); !ok || name != "Sent" || m != 10 || u != 0 {
+		t.Errorf("status: %q %d %d %t", name, m, u, ok)
+	}
+	toks, _ = parseIMAP(`* LIST (\Noselect \HasChildren) "." "Archive"`)
+	if f, ok := parseListLine(toks); !ok || !f.NoSelect || f.Name != "Archive" {
+		t.Errorf("list: %+v %t", f, ok)
+	}
+	if n, head, ok := literalSuffix(`* LIST () "/" {12}`); !ok || n != 12 || head != `* LIST () "/" ` {
+		t.Errorf("literal: %d %q %t", n, head, ok)
+	}
+}
+
+func FuzzParseIMAP(f *testing.F) {
+	for _, s := range []string{`* LIST (\HasNoChildren) "/" INBOX`, `* STATUS INBOX (MESSAGES 3 UNSEEN 1)`,
+		`* OK [CAPABILITY IMAP4rev1] x`, `((((`, `"\`, `* LIST () NIL {5}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		toks, err := parseIMAP(line)
+		if err == nil {
+			parseListLine(toks)
+			parseStatusLine(toks)
+		}
+		capabilitiesFrom(line)
+		literalSuffix(line)
+	})
+}

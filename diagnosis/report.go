@@ -1,0 +1,240 @@
+package diagnosis
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cardmail/cardmail/words"
+)
+
+// Step names of the ladder, in the order they can run (implicit TLS runs tls and client_cert before greeting).
+const (
+	StepDNS        = "dns"
+	StepConnect    = "connect"
+	StepGreeting   = "greeting"
+	StepStartTLS   = "starttls"
+	StepTLS        = "tls"
+	StepClientCert = "client_cert"
+	StepAuth       = "auth"
+	StepList       = "list"
+	StepSend       = "send"
+)
+
+// Step is one rung of the ladder: its name, whether it succeeded, how long it took and a technical detail.
+type Step struct {
+	Name   string  `json:"step"`
+	OK     bool    `json:"ok"`
+	Ms     float64 `json:"ms"`
+	Detail string  `json:"detail"`
+}
+
+// CertFacts describes one certificate of the server's chain.
+type CertFacts struct {
+	Subject  string `json:"subject"`
+	Issuer   string `json:"issuer"`
+	NotAfter string `json:"not_after"` // RFC 3339, UTC
+	SHA256   string `json:"sha256"`    // hex of the DER
+}
+
+// TLSFacts is what the handshake showed.
+type TLSFacts struct {
+	Version             string      `json:"version"`      // "TLS 1.2", "" when no handshake completed
+	CipherSuite         string      `json:"cipher_suite"` // IANA name
+	ServerChain         []CertFacts `json:"server_chain"`
+	ClientCertRequested bool        `json:"client_cert_requested"`
+	AcceptableCAs       []string    `json:"acceptable_cas"`
+	ClientCertSent      *string     `json:"client_cert_sent"` // hex SHA-256 of the card certificate sent, or null
+	SignatureScheme     string      `json:"signature_scheme"` // the scheme the card signed with
+}
+
+// ServerFacts is what the server said about itself.
+type ServerFacts struct {
+	Greeting     string   `json:"greeting"`
+	Capabilities []string `json:"capabilities"`
+}
+
+// CardFacts names the card and certificate used.
+type CardFacts struct {
+	Reader     string `json:"reader"`
+	Token      string `json:"token"`
+	CertSHA256 string `json:"cert_sha256"`
+}
+
+// Report is the outcome of one diagnosis run, in the shape of the CLI and diagnosis contract. Code is the one code
+// that explains a failure (OK on success); Message and Remedy are its words in the run's language. Log is the
+// redacted protocol log (client "C: " and server "S: " lines, credentials replaced by Redacted, message bodies
+// omitted); it is part of Text but not of the contract's JSON. Err is the technical error behind Code, nil on success.
+type Report struct {
+	OK      bool        `json:"ok"`
+	Code    Code        `json:"code"`
+	Message string      `json:"message"`
+	Remedy  string      `json:"remedy"`
+	Steps   []Step      `json:"steps"`
+	TLS     TLSFacts    `json:"tls"`
+	Server  ServerFacts `json:"server"`
+	Card    CardFacts   `json:"card"`
+	Log     []string    `json:"-"`
+	Err     error       `json:"-"`
+	// Time is when the run started.
+	Time time.Time `json:"-"`
+}
+
+// newReport returns an empty report with every list non-nil, so that the JSON has [] rather than null.
+func newReport() *Report {
+	return &Report{Steps: []Step{}, TLS: TLSFacts{ServerChain: []CertFacts{}, AcceptableCAs: []string{}},
+		Server: ServerFacts{Capabilities: []string{}}, Log: []string{}, Time: time.Now()}
+}
+
+// finish sets the code and its words.
+func (r *Report) finish(code Code, err error, lang words.Lang) {
+	r.Code, r.Err = code, err
+	r.OK = code == OK
+	r.Message, r.Remedy = words.Message(lang, code), words.Remedy(lang, code)
+}
+
+// Failed returns the report of a run that failed before the ladder could start (a certificate selection that
+// matches nothing, for instance): one failed step with err's text, and the code Classify gives err at that step.
+func Failed(step string, err error, lang words.Lang) *Report {
+	r := newReport()
+	r.Steps = append(r.Steps, Step{Name: step, Detail: errText(err)})
+	r.finish(Classify(err, Facts{Step: step}), err, lang)
+	return r
+}
+
+// JSON returns the report as one line of JSON (no trailing newline), in the contract's shape.
+func (r *Report) JSON() []byte {
+	b, err := json.Marshal(r)
+	if err != nil { // cannot happen: only strings, bools, numbers
+		return []byte(`{"ok":false,"code":"internal_error"}`)
+	}
+	return b
+}
+
+// Text renders the report for IT support: verdict, words, steps with timings, TLS, server and card facts, the
+// technical error and the redacted protocol log. Labels are the JSON field names, so both renderings read alike.
+func (r *Report) Text() string {
+	var b strings.Builder
+	verdict := "FAILED"
+	if r.OK {
+		verdict = "OK"
+	}
+	fmt.Fprintf(&b, "%s (%s) %s\n%s\n%s\n\n", verdict, r.Code, r.Time.Format(time.RFC3339), r.Message, r.Remedy)
+	b.WriteString("steps:\n")
+	for _, s := range r.Steps {
+		mark := "ok  "
+		if !s.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(&b, "  %s %-11s %9.1f ms  %s\n", mark, s.Name, s.Ms, s.Detail)
+	}
+	if r.Err != nil {
+		fmt.Fprintf(&b, "error: %s\n", errText(r.Err))
+	}
+	t := r.TLS
+	b.WriteString("\ntls:\n")
+	fmt.Fprintf(&b, "  version: %s\n  cipher_suite: %s\n", orDash(t.Version), orDash(t.CipherSuite))
+	for i, c := range t.ServerChain {
+		fmt.Fprintf(&b, "  server_chain[%d]: subject=%s issuer=%s not_after=%s sha256=%s\n", i, c.Subject, c.Issuer,
+			c.NotAfter, c.SHA256)
+	}
+	fmt.Fprintf(&b, "  client_cert_requested: %t\n", t.ClientCertRequested)
+	for _, ca := range t.AcceptableCAs {
+		fmt.Fprintf(&b, "  acceptable_ca: %s\n", ca)
+	}
+	sent := "-"
+	if t.ClientCertSent != nil {
+		sent = *t.ClientCertSent
+	}
+	fmt.Fprintf(&b, "  client_cert_sent: %s\n  signature_scheme: %s\n", sent, orDash(t.SignatureScheme))
+	fmt.Fprintf(&b, "\nserver:\n  greeting: %s\n  capabilities: %s\n", orDash(r.Server.Greeting),
+		orDash(strings.Join(r.Server.Capabilities, " ")))
+	fmt.Fprintf(&b, "\ncard:\n  reader: %s\n  token: %s\n  cert_sha256: %s\n", orDash(r.Card.Reader),
+		orDash(r.Card.Token), orDash(r.Card.CertSHA256))
+	if len(r.Log) > 0 {
+		b.WriteString("\nlog:\n")
+		for _, l := range r.Log {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// certFacts describes a chain.
+func certFacts(chain []*x509.Certificate) []CertFacts {
+	out := make([]CertFacts, 0, len(chain))
+	for _, c := range chain {
+		if c == nil {
+			continue
+		}
+		sum := sha256.Sum256(c.Raw)
+		out = append(out, CertFacts{Subject: c.Subject.String(), Issuer: c.Issuer.String(),
+			NotAfter: c.NotAfter.UTC().Format(time.RFC3339), SHA256: hex.EncodeToString(sum[:])})
+	}
+	return out
+}
+
+func versionName(v uint16) string {
+	if v == 0 {
+		return ""
+	}
+	return tls.VersionName(v)
+}
+
+func suiteName(s uint16) string {
+	if s == 0 {
+		return ""
+	}
+	return tls.CipherSuiteName(s)
+}
+
+// errText is err's text, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// redact replaces each secret everywhere in the report's strings (details, log, server facts, error text).
+func (r *Report) redact(secrets []string) {
+	if len(secrets) == 0 {
+		return
+	}
+	for i := range r.Steps {
+		r.Steps[i].Detail = redactSecrets(r.Steps[i].Detail, secrets)
+	}
+	for i := range r.Log {
+		r.Log[i] = redactSecrets(r.Log[i], secrets)
+	}
+	r.Server.Greeting = redactSecrets(r.Server.Greeting, secrets)
+	for i := range r.Server.Capabilities {
+		r.Server.Capabilities[i] = redactSecrets(r.Server.Capabilities[i], secrets)
+	}
+	if r.Err != nil {
+		if s := errText(r.Err); redactSecrets(s, secrets) != s {
+			r.Err = redactedError{text: redactSecrets(s, secrets), err: r.Err}
+		}
+	}
+}
+
+// redactedError keeps an error's chain (for errors.Is/As) with a redacted text.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e redactedError) Error() string { return e.text }
+func (e redactedError) Unwrap() error { return e.err }
