@@ -14,9 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/cardmail/cardmail/profile"
 )
 
 // Security says how a connection gets TLS.
@@ -203,49 +204,12 @@ var errCharset = errors.New("unsupported charset")
 
 // splitAddress splits local@domain; the domain must be an ASCII DNS name (it goes into URLs and DNS queries).
 func splitAddress(address string) (local, domain string, err error) {
-	at := strings.LastIndexByte(address, '@')
-	if at <= 0 || at == len(address)-1 || len(address) > 254 {
+	local, domain, ok := profile.SplitAddress(address)
+	if !ok || !strings.Contains(domain, ".") {
 		return "", "", &AddressError{Address: address}
 	}
-	local, domain = address[:at], strings.ToLower(strings.TrimSuffix(address[at+1:], "."))
-	for i := 0; i < len(local); i++ {
-		if c := local[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`<>(),;:"\@[]`, c) >= 0 {
-			return "", "", &AddressError{Address: address}
-		}
-	}
-	if !validDNSName(domain) || !strings.Contains(domain, ".") {
-		return "", "", &AddressError{Address: address}
-	}
-	return local, domain, nil
+	return local, strings.ToLower(strings.TrimSuffix(domain, ".")), nil
 }
 
-// validHost: an ASCII DNS name or an IP address without zone.
-func validHost(h string) bool {
-	if a, err := netip.ParseAddr(h); err == nil {
-		return a.Zone() == ""
-	}
-	return validDNSName(h)
-}
-
-func validDNSName(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	allDigits := true
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			switch {
-			case c >= '0' && c <= '9':
-			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '_':
-				allDigits = false
-			default:
-				return false
-			}
-		}
-	}
-	return !allDigits
-}
+// validHost: an ASCII DNS name or an IP address without zone (the same rule as a saved profile's).
+func validHost(h string) bool { return profile.ValidHost(h) }
