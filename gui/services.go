@@ -1,0 +1,27 @@
+package gui
+
+import (
+	"context"
+
+	"github.com/cardmail/cardmail/autoconfig"
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
+	"github.com/cardmail/cardmail/words"
+)
+
+// AccountStore is the saved profiles; *profile.Store implements it.
+type AccountStore interface {
+	List() ([]profile.Entry, error)
+	Save(p *profile.Profile) error
+	Delete(name string) error
+}
+
+// MailService runs account operations; *accounts.Service implements it.
+type MailService interface {
+	Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang, progress func(diagnosis.Step)) *diagnosis.Report
+	Folders(ctx context.Context, p *profile.Profile) ([]mail.Folder, error)
+	Headers(ctx context.Context, p *profile.Profile, folder string, page, pageSize int) ([]mail.Header, int, error)
+	SendTest(ctx context.Context, p *profile.Profile, body string) (*mail.Sent, error)
+	Discover(ctx context.Context, address string) (*autoconfig.Result, error)
+}
