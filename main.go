@@ -11,12 +11,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/cardmail/cardmail/accounts"
 	"github.com/cardmail/cardmail/cli"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/gui"
+	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
+	"github.com/cardmail/cardmail/version"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -27,6 +30,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	args := os.Args[1:]
+	if len(args) == 1 && args[0] == "--version" { // stamped by packaging/version.sh through -ldflags -X
+		fmt.Println("cardmail " + version.String())
+		os.Exit(cli.ExitOK)
+	}
 	if len(args) > 0 && args[0] != "demo" {
 		os.Exit(cli.Run(ctx, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Lang: words.Detect()}, args))
 	}
@@ -36,6 +43,7 @@ func main() {
 // runGUI starts the session manager on live reader events and opens the window.
 func runGUI(ctx context.Context, withDemo bool) int {
 	opt := gui.Options{} // the GUI picks the language: CARDMAIL_LANG, the saved setting, or the system's
+	store, storeErr := profile.NewStore()
 	if withDemo {
 		d, err := demo.Start()
 		if err != nil {
@@ -44,12 +52,20 @@ func runGUI(ctx context.Context, withDemo bool) int {
 		}
 		defer d.Close()
 		opt.Demo = d
+		store, storeErr = d.Store, nil // the demo's own account, never the person's real profiles
 	}
 	opt.PIN = &gui.PINPrompter{}
 	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE"), PINPrompt: opt.PIN.Prompt})
 	defer m.Close()
 	go m.Run(ctx, reader.Watch(ctx))
 	opt.Cards = gui.Cards{Manager: m}
+	if storeErr == nil {
+		svc := accounts.New(m, accounts.DefaultDirs(), 0)
+		defer svc.Close()
+		opt.Store, opt.Mail = store, svc
+	} else {
+		fmt.Fprintln(os.Stderr, storeErr) // no home directory: the window still shows the cards, without accounts
+	}
 	gui.Run(opt)
 	return cli.ExitOK
 }

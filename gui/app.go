@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/cardmail/cardmail/assets"
+	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -29,8 +30,12 @@ type Options struct {
 	Cards CardService
 	Lang  words.Lang
 	Demo  DemoControls // nil outside the demo
-	// PIN, when set, gets the main window so that the session manager's PIN prompts appear over it.
+	// PIN, when set, is told the app, main window and language, so that the session manager's PIN prompts appear
+	// in front of the person.
 	PIN *PINPrompter
+	// Store is the saved accounts and Mail runs their operations; the accounts view is shown when both are set.
+	Store AccountStore
+	Mail  MailService
 }
 
 // Run opens the main window and blocks until it is closed.
@@ -43,24 +48,27 @@ func Run(opt Options) {
 
 // NewMainWindow builds the main window in app a and starts its live updates; tests call it with a test app.
 // opt.Lang "" means the saved choice or the system language (see Language).
-func NewMainWindow(a fyne.App, opt Options) fyne.Window {
+func NewMainWindow(a fyne.App, opt Options) fyne.Window { return newMainWindow(a, opt).win }
+
+func newMainWindow(a fyne.App, opt Options) *mainWindow {
 	if opt.Lang == "" {
 		opt.Lang = Language(a)
 	}
 	mw := &mainWindow{app: a, opt: opt, win: a.NewWindow(words.T(opt.Lang, "app.title", nil))}
 	mw.win.SetOnClosed(func() { mw.unsubscribe() })
 	mw.build()
-	mw.win.Resize(fyne.NewSize(900, 560))
-	return mw.win
+	mw.win.Resize(fyne.NewSize(900, 640))
+	return mw
 }
 
 // mainWindow owns the main window's views; UI goroutine only.
 type mainWindow struct {
-	app   fyne.App
-	win   fyne.Window
-	opt   Options
-	cards *cardsView
-	unsub func()
+	app      fyne.App
+	win      fyne.Window
+	opt      Options
+	cards    *cardsView
+	accounts *accountsView // nil without Options.Store and Options.Mail
+	unsub    func()
 }
 
 func (mw *mainWindow) unsubscribe() {
@@ -75,24 +83,46 @@ func (mw *mainWindow) build() {
 	lang := mw.opt.Lang
 	mw.win.SetTitle(words.T(lang, "app.title", nil))
 	if mw.opt.PIN != nil {
-		mw.opt.PIN.Window, mw.opt.PIN.Lang = mw.win, lang
+		mw.opt.PIN.App, mw.opt.PIN.Window, mw.opt.PIN.Lang = mw.app, mw.win, lang
 	}
 	mw.unsubscribe()
 	mw.cards = newCardsView(mw.opt.Cards, lang)
-	mw.unsub = mw.opt.Cards.Subscribe(mw.cards.onEvent)
+	old := mw.accounts
+	mw.accounts = nil
+	if mw.opt.Store != nil && mw.opt.Mail != nil {
+		mw.accounts = newAccountsView(mw.app, mw.win, lang, mw.opt.Store, mw.opt.Mail, mw.opt.Cards)
+		mw.accounts.adopt(old)
+	}
+	cards, accounts := mw.cards, mw.accounts // the subscriber runs on the manager's goroutine: no mw fields there
+	mw.unsub = mw.opt.Cards.Subscribe(func(ev session.Event) {
+		cards.onEvent(ev)
+		if accounts != nil {
+			accounts.onEvent(ev)
+		}
+	})
 	toolbar := widget.NewToolbar(widget.NewToolbarSpacer(),
 		widget.NewToolbarAction(theme.SettingsIcon(), func() {
 			showSettings(mw.win, mw.app, lang, func(l words.Lang) {
 				mw.opt.Lang = l
 				mw.build()
 			})
-		}))
-	content := container.NewBorder(toolbar, nil, nil, nil, mw.cards.content())
+		}),
+		widget.NewToolbarAction(theme.InfoIcon(), func() { ShowAbout(mw.win, lang) }))
+	var main fyne.CanvasObject = mw.cards.content()
+	if mw.accounts != nil {
+		split := container.NewVSplit(mw.accounts.content(), main)
+		split.Offset = 0.55
+		main = split
+	}
+	content := container.NewBorder(toolbar, nil, nil, nil, main)
 	if mw.opt.Demo != nil {
 		content = container.NewBorder(nil, demoBar(mw.opt.Demo, lang, mw.cards), nil, nil, content)
 	}
 	mw.win.SetContent(content)
 	mw.cards.refresh()
+	if mw.accounts != nil {
+		mw.accounts.reload()
+	}
 }
 
 // demoBar has buttons that move the demo's virtual card; they run off the UI goroutine (the card talks TCP).

@@ -13,11 +13,11 @@ import (
 // The saved language choice applies to the whole window, and a change rebuilds it in the new language.
 func TestMainWindowLanguage(t *testing.T) {
 	t.Setenv("CARDMAIL_LANG", "")
-	a := test.NewTempApp(t)
+	a := newSerialApp(t)
 	a.Preferences().SetString(prefLanguage, "fr")
 	fake := &fakeCards{readers: []reader.Reader{{Name: "Reader 0"}}}
 	w := NewMainWindow(a, Options{Cards: fake})
-	waitFor(t, "French labels", func() bool {
+	waitUI(t, "French labels", func() bool {
 		return strings.Contains(test.RenderToMarkup(w.Canvas()), words.T(words.French, "readers.title", nil))
 	})
 	a.Preferences().SetString(prefLanguage, "en")

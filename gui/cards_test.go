@@ -87,21 +87,10 @@ func testCert(t *testing.T, cn string, notAfter time.Time, eku []x509.ExtKeyUsag
 	return session.CardCert{Certificate: c, Reader: "Reader 0"}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 	for _, lang := range words.Langs {
 		t.Run(string(lang), func(t *testing.T) {
-			a := test.NewTempApp(t)
+			a := newSerialApp(t)
 			fake := &fakeCards{
 				readers: []reader.Reader{{Name: "Reader 0", CardPresent: true}, {Name: "Reader 1"}},
 				certs: []session.CardCert{
@@ -114,7 +103,7 @@ func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 			w.SetContent(v.content())
 			fake.Subscribe(v.onEvent)
 			v.refresh()
-			waitFor(t, "certificates", func() bool { return v.certList.Length() == 2 && v.readerList.Length() == 2 })
+			waitUI(t, "certificates", func() bool { return v.certList.Length() == 2 && v.readerList.Length() == 2 })
 			markup := test.RenderToMarkup(w.Canvas())
 			for _, want := range []string{"Reader 0", "Dr Alice Martin", "Old card",
 				words.T(lang, "reader.card_present", nil), words.T(lang, "reason.expired", nil)} {
@@ -129,7 +118,7 @@ func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 			fake.certs, fake.certErr = nil, &session.CardError{Err: session.ErrCardAbsent}
 			fake.mu.Unlock()
 			fake.emit(session.Event{Kind: session.CardRemoved, Reader: "Reader 0"})
-			waitFor(t, "empty list", func() bool { return v.certList.Length() == 0 })
+			waitUI(t, "empty list", func() bool { return v.certList.Length() == 0 })
 			if !v.banner.Visible() || v.banner.Text != words.T(lang, "banner.card_removed", nil) {
 				t.Errorf("banner %q visible=%v", v.banner.Text, v.banner.Visible())
 			}
@@ -142,7 +131,7 @@ func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 
 // A busy token never freezes the window: refresh returns at once, shows progress, and a later refresh wins.
 func TestCardsViewDoesNotBlockOnBusyToken(t *testing.T) {
-	test.NewTempApp(t)
+	newSerialApp(t)
 	fake := &fakeCards{slow: make(chan struct{})}
 	v := newCardsView(fake, words.English)
 	done := make(chan struct{})
@@ -152,13 +141,11 @@ func TestCardsViewDoesNotBlockOnBusyToken(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("refresh blocked on a busy token")
 	}
-	if !v.progress.Visible() {
-		t.Error("no progress shown while the token is busy")
-	}
+	waitUI(t, "progress shown while the token is busy", func() bool { return v.progress.Visible() })
 	fake.mu.Lock()
 	fake.certs = []session.CardCert{testCert(t, "Dr Late", time.Now().Add(time.Hour), nil)}
 	close(fake.slow)
 	fake.mu.Unlock()
-	waitFor(t, "late certificate", func() bool { return v.certList.Length() == 1 })
-	waitFor(t, "progress hidden", func() bool { return !v.progress.Visible() })
+	waitUI(t, "late certificate", func() bool { return v.certList.Length() == 1 })
+	waitUI(t, "progress hidden", func() bool { return !v.progress.Visible() })
 }

@@ -16,7 +16,12 @@ import (
 
 // PINPrompter asks for card PINs with a dialog in a window. Its Prompt method is a session.PINPrompt: it may be
 // called from any goroutine, shows the dialog through fyne.Do, and waits for the person or for ctx.
+//
+// With App set, each prompt opens a small window of its own, centred and focused, because the login may be caused by
+// any window (main window, folder browser, wizard) and a dialog inside another window could stay hidden behind it.
+// Without App, the dialog opens over Window.
 type PINPrompter struct {
+	App    fyne.App
 	Window fyne.Window
 	Lang   words.Lang
 }
@@ -31,7 +36,32 @@ type pinResult struct {
 func (p *PINPrompter) Prompt(ctx context.Context, req session.PINRequest) ([]byte, error) {
 	done := make(chan pinResult, 1)
 	var d *pinDialog
-	fyne.Do(func() { d = showPINDialog(p.Window, p.Lang, req, func(r pinResult) { done <- r }) })
+	fyne.Do(func() {
+		parent := p.Window
+		var own fyne.Window
+		ownClosed := false
+		if p.App != nil {
+			own = p.App.NewWindow(words.T(p.Lang, "pin.title", nil))
+			own.Resize(fyne.NewSize(500, 340))
+			own.CenterOnScreen()
+			own.Show()
+			own.RequestFocus()
+			parent = own
+		}
+		d = showPINDialog(parent, p.Lang, req, func(r pinResult) {
+			if own != nil && !ownClosed {
+				ownClosed = true
+				own.Close()
+			}
+			done <- r
+		})
+		if own != nil {
+			own.SetOnClosed(func() { // closing the window is cancelling
+				ownClosed = true
+				d.cancel()
+			})
+		}
+	})
 	select {
 	case r := <-done:
 		return r.pin, r.err

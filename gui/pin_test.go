@@ -110,3 +110,32 @@ func TestPINPrompterHonoursContext(t *testing.T) {
 		t.Fatalf("got %v %v, want ErrPINCancelled", pin, err)
 	}
 }
+
+// With App set, the prompt has a window of its own; closing it cancels.
+func TestPINPrompterOwnWindow(t *testing.T) {
+	a := newSerialApp(t)
+	p := &PINPrompter{App: a, Lang: words.English}
+	type res struct {
+		pin []byte
+		err error
+	}
+	got := make(chan res, 1)
+	go func() {
+		pin, err := p.Prompt(context.Background(), session.PINRequest{Reader: "R", TriesLeft: -1})
+		got <- res{pin, err}
+	}()
+	var w fyne.Window
+	waitUI(t, "the PIN window", func() bool {
+		for _, x := range a.Driver().AllWindows() {
+			if x.Title() == words.T(words.English, "pin.title", nil) {
+				w = x
+			}
+		}
+		return w != nil
+	})
+	w.Close()
+	r := <-got
+	if r.pin != nil || !errors.Is(r.err, session.ErrPINCancelled) {
+		t.Fatalf("closing the PIN window: %v %v, want ErrPINCancelled", r.pin, r.err)
+	}
+}

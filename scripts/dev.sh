@@ -59,6 +59,7 @@ case "$cmd" in
     echo "== staticcheck"; ./bin/staticcheck ./...
     echo "== go test"
     go test -count=1 -timeout 25m ./...
+    echo "== packaging"; bash packaging/smoke-linux.sh; bash packaging/check-msi.sh
     ;;
   bench)
     bash scripts/install-deps.sh

@@ -9,9 +9,10 @@ pkgs=(
   # smart-card chain: PC/SC daemon, virtual reader driver, PKCS#11 modules
   pcscd libpcsclite-dev vsmartcard-vpcd opensc opensc-pkcs11 pcsc-tools softhsm2
   # headless GUI runs and screenshots
-  xvfb x11-apps
+  xvfb x11-apps x11-utils xdotool imagemagick
   # TLS tooling used by tests
   openssl ca-certificates curl
+  gcc-mingw-w64-x86-64 wixl msitools osslsigncode dpkg-dev fakeroot xz-utils shellcheck lintian librsvg2-bin imagemagick  # packaging: make package-*
 )
 if [ "${CARDMAIL_MAIL_SERVERS:-1}" = 1 ]; then
   pkgs+=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix python3)

@@ -1,0 +1,130 @@
+package gui
+
+import (
+	"context"
+	"net"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"fyne.io/fyne/v2/test"
+
+	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/profile"
+	"github.com/cardmail/cardmail/reader"
+	"github.com/cardmail/cardmail/session"
+	"github.com/cardmail/cardmail/token"
+	"github.com/cardmail/cardmail/words"
+)
+
+// TestMain lets the test binary serve as the PKCS#11 agent the session manager starts (design.md).
+func TestMain(m *testing.M) {
+	if token.AgentRequested() {
+		os.Exit(token.RunAgent())
+	}
+	os.Exit(m.Run())
+}
+
+func splitHostPort(t *testing.T, addr string) (string, int) {
+	t.Helper()
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, n
+}
+
+// The whole chain on the bench: virtual card in pcscd, OpenSC through the agent, a real session manager, the real
+// accounts service and a real Dovecot. The mailbox opens with one PIN prompt; unplugging the card shows the banner
+// and "card needed"; plugging it back offers Reconnect, which costs exactly one more PIN prompt, and the folders
+// come back.
+func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
+	b := bench.Start(t)
+	dv := mailsrv.StartDovecot(t, b.PKI, mailsrv.DovecotOptions{Folders: 3, Messages: 5})
+
+	var prompts atomic.Int32
+	m := session.New(session.Config{Module: b.OpenSC, PINPrompt: func(context.Context, session.PINRequest) ([]byte, error) {
+		prompts.Add(1)
+		return []byte(bench.DefaultPIN), nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx, reader.Watch(ctx)) }()
+	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir(), Outbox: t.TempDir()}, 0)
+	t.Cleanup(func() { svc.Close(); cancel(); <-done; m.Close() })
+
+	// The profile the wizard would save for Alice on this Dovecot.
+	store := &profile.Store{UserDir: t.TempDir()}
+	ih, ip := splitHostPort(t, dv.IMAPS)
+	sh, sp := splitHostPort(t, dv.SubmissionS)
+	p := &profile.Profile{Version: profile.Version, Name: "alice", Address: bench.DefaultEmail(bench.AliceName),
+		IMAP:  profile.Server{Host: ih, Port: ip, Security: profile.Implicit},
+		SMTP:  profile.Server{Host: sh, Port: sp, Security: profile.Implicit},
+		Login: profile.LoginAuto, TLSPolicy: profile.PolicyDefault, CAFiles: []string{dv.CAFile}}
+	if err := store.Save(p); err != nil {
+		t.Fatal(err)
+	}
+
+	a := newSerialApp(t)
+	mw := newMainWindow(a, Options{Cards: Cards{Manager: m}, Lang: words.English, Store: store, Mail: svc})
+	v := mw.accounts
+	b.InsertWait(t, 0, 0)
+	waitUI(t, "the card's certificate", func() bool { return mw.cards.certList.Length() == 1 })
+	waitUI(t, "the saved account", func() bool { return v.list.Length() == 1 })
+
+	v.list.Select(0)
+	test.Tap(button(t, mw.win.Canvas(), words.T(words.English, "accounts.open", nil)))
+	bw := v.browsers["alice"]
+	if bw == nil {
+		t.Fatal("Open mailbox opened no window")
+	}
+	folders := func() bool {
+		_, inbox := bw.b.folders["INBOX"]
+		_, other := bw.b.folders["Folder0001"]
+		return inbox && other && !bw.b.status.Visible() && !bw.b.progress.Visible()
+	}
+	waitUI(t, "folders", func() bool { return folders() || bw.b.status.Visible() })
+	if !folders() {
+		t.Fatalf("mailbox shows %q (%s)\nDovecot log:\n%s", bw.b.status.Text, bw.b.details.Text, dv.Log())
+	}
+	waitUI(t, "INBOX headers", func() bool { return bw.b.total == 5 && !bw.b.progress.Visible() })
+	if v.status["alice"].state != stateConnected {
+		t.Errorf("status %+v after opening the mailbox", v.status["alice"])
+	}
+	if n := prompts.Load(); n != 1 {
+		t.Fatalf("%d PIN prompts to open the mailbox, want 1", n)
+	}
+
+	b.RemoveWait(t, 0)
+	waitUI(t, "card removed banner", func() bool {
+		return mw.cards.banner.Visible() && mw.cards.banner.Text == words.T(words.English, "banner.card_removed", nil)
+	})
+	waitUI(t, "card needed", func() bool { return v.status["alice"].state == stateCardNeeded })
+	if !shows(bw.win.Canvas(), words.Message(words.English, diagnosis.CardAbsent)) {
+		t.Errorf("mailbox does not ask for the card: %q", bw.b.status.Text)
+	}
+
+	b.InsertWait(t, 0, 0)
+	waitUI(t, "reconnect offer", func() bool { return v.reconBar.Visible() })
+	test.Tap(v.reconnect)
+	waitUI(t, "reconnected", func() bool {
+		st := v.status["alice"].state
+		return st == stateConnected || st == stateFailed || st == stateCardNeeded
+	})
+	if st := v.status["alice"]; st.state != stateConnected {
+		t.Fatalf("after Reconnect: status %+v (%s)", st, words.Message(words.English, st.code))
+	}
+	waitUI(t, "folders again", folders)
+	waitUI(t, "INBOX headers again", func() bool { return bw.b.total == 5 && !bw.b.progress.Visible() })
+	if n := prompts.Load(); n != 2 {
+		t.Fatalf("%d PIN prompts in all, want exactly one more after reinsertion (2)", n)
+	}
+}

@@ -1,0 +1,15 @@
+// Command hello is the cold-start baseline of BenchmarkColdStart: a minimal Fyne window built the same way as
+// CardMail (go build, default tags), so that the benchmark separates Fyne's own start-up cost from CardMail's.
+package main
+
+import (
+	"fyne.io/fyne/v2/app"
+	"fyne.io/fyne/v2/widget"
+)
+
+func main() {
+	a := app.NewWithID("fr.cardmail.hello")
+	w := a.NewWindow("hello")
+	w.SetContent(widget.NewLabel("Hello"))
+	w.ShowAndRun()
+}
