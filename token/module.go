@@ -1,6 +1,7 @@
 package token
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"os"
@@ -23,7 +24,9 @@ type candidate struct {
 
 // candidates lists, per GOOS and in preference order, where known modules are installed: Cryptolib CPS (the
 // French health professional card middleware) first, then OpenSC, the p11-kit proxy and SoftHSM2.
-// "%WINDIR%" is expanded from the environment on Windows.
+// "%WINDIR%" and "%ProgramFiles%" are expanded from the environment on Windows (defaults C:\Windows and
+// C:\Program Files). OpenSC's current MSI installs only under %ProgramFiles%\OpenSC Project; System32 is where older
+// installers put it. The 32-bit Cryptolib (SysWOW64\cps3_pkcs11_w32.dll) is left out: a 64-bit process cannot load it.
 var candidates = map[string][]candidate{
 	"linux": {
 		{"cryptolib-cps", "/opt/santesocial/CPS/lib/libcps3_pkcs11_lux.so"},
@@ -54,8 +57,8 @@ var candidates = map[string][]candidate{
 	},
 	"windows": {
 		{"cryptolib-cps", `%WINDIR%\System32\cps3_pkcs11_w64.dll`},
-		{"opensc", `C:\Windows\System32\opensc-pkcs11.dll`},
-		{"opensc", `C:\Program Files\OpenSC Project\OpenSC\pkcs11\opensc-pkcs11.dll`},
+		{"opensc", `%ProgramFiles%\OpenSC Project\OpenSC\pkcs11\opensc-pkcs11.dll`},
+		{"opensc", `%WINDIR%\System32\opensc-pkcs11.dll`},
 		{"softhsm2", `C:\SoftHSM2\lib\softhsm2-x64.dll`},
 	},
 }
@@ -73,11 +76,8 @@ func knownModules(goos string, stat statFunc, getenv func(string) string) []Modu
 	for _, c := range candidates[goos] {
 		p := c.path
 		if goos == "windows" {
-			windir := getenv("WINDIR")
-			if windir == "" {
-				windir = `C:\Windows`
-			}
-			p = replacePrefix(p, "%WINDIR%", windir)
+			p = replacePrefix(p, "%WINDIR%", cmp.Or(getenv("WINDIR"), `C:\Windows`))
+			p = replacePrefix(p, "%ProgramFiles%", cmp.Or(getenv("ProgramFiles"), `C:\Program Files`))
 		}
 		if fi, err := stat(p); err == nil && fi.Mode().IsRegular() {
 			out = append(out, Module{Path: p, Name: c.name})
