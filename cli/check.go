@@ -47,9 +47,17 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 			} else {
 				fmt.Fprintln(env.Stdout, rep.Text())
 			}
+			if pinRefused(rep.Code) {
+				return ExitFailure // never send a refused PIN again (next target, next round): it would lock the card
+			}
 		}
 	}
 	return status
+}
+
+// pinRefused reports a code after which no later round or target may log in again with the same PIN source.
+func pinRefused(c diagnosis.Code) bool {
+	return c == diagnosis.PINIncorrect || c == diagnosis.PINLocked
 }
 
 // checkOnce resolves the certificate selection and runs the ladder once.

@@ -62,10 +62,13 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 		if tf.asJSON {
 			b, _ := json.Marshal(out)
 			fmt.Fprintf(env.Stdout, "%s\n", b)
-			continue
-		}
-		if !out.OK {
+		} else if !out.OK {
 			fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %s)\n", out.Message, out.Remedy, out.Code, out.Detail)
+		}
+		if pinRefused(out.Code) {
+			break // never send a refused PIN again: a later round would lock the card
+		}
+		if tf.asJSON || !out.OK {
 			continue
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)

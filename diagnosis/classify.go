@@ -153,6 +153,11 @@ func Classify(err error, f Facts) Code {
 	if errors.As(err, &pe) {
 		return ProtocolError
 	}
+	// Our own deadline passing is a timeout even when closing the connection at the deadline also left an EOF or
+	// "use of closed network connection" in the chain (the mail layer joins both): a silent server is not a hang-up.
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ConnectTimeout
+	}
 	if isHangUp(err) {
 		return hangUp(err, f)
 	}

@@ -172,7 +172,7 @@ func str(v any) string {
 // capabilitiesFrom extracts the capabilities of a "* CAPABILITY ..." line or of a "[CAPABILITY ...]" response code
 // in a greeting or tagged OK; ok is false when the line has neither.
 func capabilitiesFrom(line string) (caps []string, ok bool) {
-	up := strings.ToUpper(line)
+	up := upperASCII(line) // byte offsets in up must be offsets in line
 	var rest string
 	switch {
 	case strings.HasPrefix(up, "* CAPABILITY "):
@@ -187,6 +187,19 @@ func capabilitiesFrom(line string) (caps []string, ok bool) {
 		return nil, false
 	}
 	return strings.Fields(rest), true
+}
+
+// upperASCII upper-cases the ASCII letters of s and leaves every other byte alone, so that the result has the same
+// length and byte offsets as s (strings.ToUpper turns each invalid UTF-8 byte into a 3-byte U+FFFD, and some
+// non-ASCII letters change length).
+func upperASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
 }
 
 func hasCap(caps []string, name string) bool {

@@ -374,6 +374,7 @@ func TestParseIMAP(t *testing.T) {
 		{`"unterminated`, nil, true},
 		// Cases found by fuzzing:
 		{`"\`, nil, true},
+		{"\xf7[CAPABILITY ", imapList{"\xf7[CAPABILITY "}, false}, // capabilitiesFrom panicked (ToUpper offsets): testdata/fuzz/FuzzParseIMAP
 	}
 	for _, c := range cases {
 		got, err := parseIMAP(c.line)

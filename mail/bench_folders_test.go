@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
 )
@@ -212,17 +211,16 @@ func BenchmarkFolders2000(b *testing.B) {
 	fmt.Fprintf(w, "%d folder operations (EXAMINE+FETCH): Pool %d card signatures / %d TLS handshakes; reconnect-per-call %d signatures / %d handshakes\n",
 		ops, sigPool, dialPool, sigRe, ops)
 	w.Flush()
-	b.ReportMetric(float64(sigPool), "sigs/100ops-pool")
-	b.ReportMetric(float64(sigRe), "sigs/100ops-reconnect")
-	b.ReportMetric(float64(curlTotal)/float64(warm), "x-curl")
-	b.ReportMetric(float64(py)/float64(warm), "x-python")
-
 	for b.Loop() {
 		if _, err := pool.Folders(ctx, a); err != nil {
 			b.Fatal(err)
 		}
 	}
-	_ = bench.DefaultPIN
+	// After the loop: b.Loop resets the metrics reported before it.
+	b.ReportMetric(float64(sigPool), "sigs/100ops-pool")
+	b.ReportMetric(float64(sigRe), "sigs/100ops-reconnect")
+	b.ReportMetric(float64(curlTotal)/float64(warm), "x-curl")
+	b.ReportMetric(float64(py)/float64(warm), "x-python")
 }
 
 const pyScript = `import imaplib, ssl, sys

@@ -2,7 +2,7 @@
 # CardMail's developer entry point: the README's two commands and CI go through here.
 #   scripts/dev.sh demo    install what is missing, start pcscd, run the GUI with the built-in virtual card
 #   scripts/dev.sh test    install what is missing, start pcscd, run the checks and the whole test suite
-#   scripts/dev.sh bench   run the benchmarks and print their table
+#   scripts/dev.sh bench   run the benchmarks, print their tables and write BENCHMARKS.md
 # Works on a fresh Debian/Ubuntu machine: missing Debian packages are installed (with sudo when not root); a missing
 # or old Go is replaced by Debian's golang-go, which fetches the toolchain go.mod names through the Go module proxy.
 set -euo pipefail
@@ -20,7 +20,9 @@ ensure_go() {
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go ca-certificates git >/dev/null
   fi
   export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
-  export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+  # One set of build flags for tests, tools and the Linux package (PIE, trimmed paths, as the .deb ships it), so
+  # that every package is compiled once: a cold CI run compiles Fyne once instead of twice.
+  export GOFLAGS="${GOFLAGS:--buildvcs=false -buildmode=pie -trimpath}"
 }
 
 ensure_tools() {
@@ -54,18 +56,19 @@ case "$cmd" in
     ensure_go
     ensure_tools
     start_pcscd
-    echo "== gofmt"; out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); [ -z "$out" ] || { echo "gofmt would change: $out"; exit 1; }
+    echo "== gofmt"; out=$(gofmt -l .); [ -z "$out" ] || { echo "gofmt would change: $out"; exit 1; }
     echo "== go vet"; go vet ./...
     echo "== staticcheck"; ./bin/staticcheck ./...
     echo "== go test"
     go test -count=1 -timeout 25m ./...
+    echo "== fuzz (bounded)"; FUZZTIME="${FUZZTIME:-5s}" bash scripts/fuzz.sh
     echo "== packaging"; bash packaging/smoke-linux.sh; bash packaging/check-msi.sh
     ;;
   bench)
     bash scripts/install-deps.sh
     ensure_go
     start_pcscd
-    go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 20m ./... | tee /tmp/cardmail-bench.txt
+    bash scripts/benchmarks.sh
     ;;
   *)
     echo "usage: scripts/dev.sh demo|test|bench" >&2

@@ -126,25 +126,28 @@ type Stats struct {
 type Manager struct {
 	cfg Config
 
-	mu        sync.Mutex
-	closed    bool
-	watching  bool                    // reader events are applied, so presence is known
-	readers   map[string]*readerState // by reader name / slot description
-	version   uint64                  // bumped on every card-side change; keys the listing cache
-	listing   []CardCert
-	listVer   uint64
-	sessions  map[string]*cardSession
-	caches    map[string]*sessionCache
-	tracked   map[string]map[int]io.Closer
-	trackSeq  int
-	subs      map[int]func(Event)
-	subSeq    int
-	stats     Stats
-	spare     Agent // the last listing agent, reused for a login while version == spareVer
-	spareVer  uint64
-	listMu    chan struct{} // one listing agent at a time
-	loginMu   chan struct{} // one login (PIN prompt) at a time
-	agentsAll map[Agent]struct{}
+	mu       sync.Mutex
+	closed   bool
+	watching bool                    // reader events are applied, so presence is known
+	readers  map[string]*readerState // by reader name / slot description
+	version  uint64                  // bumped on every card-side change; keys the listing cache
+	listing  []CardCert
+	listVer  uint64
+	sessions map[string]*cardSession
+	caches   map[string]*sessionCache
+	tracked  map[string]map[int]io.Closer
+	trackSeq int
+	subs     map[int]func(Event)
+	subSeq   int
+	stats    Stats
+	spare    Agent // the last listing agent, reused for a login while version == spareVer
+	spareVer uint64
+	listMu   chan struct{} // one listing agent at a time
+	loginMu  chan struct{} // one login (PIN prompt) at a time
+	// agentsAll holds every live agent with the reader it works for: "" while it lists all cards (or waits as the
+	// spare), the reader name while it logs in or serves a session. A card event kills the agents of that reader
+	// and every "" agent, even in the middle of a call (a PKCS#11 call can hang forever on a vanished card).
+	agentsAll map[Agent]string
 }
 
 type readerState struct {
@@ -178,7 +181,7 @@ func New(cfg Config) *Manager {
 		subs:      map[int]func(Event){},
 		listMu:    make(chan struct{}, 1),
 		loginMu:   make(chan struct{}, 1),
-		agentsAll: map[Agent]struct{}{},
+		agentsAll: map[Agent]string{},
 	}
 }
 
@@ -266,21 +269,22 @@ func (m *Manager) invalidate(name string, cause error, kind EventKind, p presenc
 	}
 	m.version++
 	m.listing = nil
-	s := m.sessions[name]
 	delete(m.sessions, name)
-	spare := m.spare
 	m.spare = nil
+	var doomed []Agent // the session's, the spare, and any agent listing or logging in for this card right now
+	for a, key := range m.agentsAll {
+		if key == name || key == "" {
+			doomed = append(doomed, a)
+		}
+	}
 	delete(m.caches, name)
 	closers := m.tracked[name]
 	delete(m.tracked, name)
 	m.stats.Invalidations++
 	m.mu.Unlock()
 
-	if s != nil {
-		m.dropAgent(s.agent)
-	}
-	if spare != nil {
-		m.dropAgent(spare)
+	for _, a := range doomed {
+		m.dropAgent(a)
 	}
 	for _, c := range closers {
 		go c.Close() // a TLS close_notify may block on a dead peer; never block the event path on it
@@ -377,7 +381,7 @@ func (m *Manager) startAgent(ctx context.Context) (Agent, error) {
 	m.stats.AgentsStarted++
 	closed := m.closed
 	if !closed {
-		m.agentsAll[a] = struct{}{}
+		m.agentsAll[a] = ""
 	}
 	m.mu.Unlock()
 	if closed {
@@ -429,6 +433,16 @@ func (m *Manager) Certificates(ctx context.Context) ([]CardCert, error) {
 	m.mu.Unlock()
 
 	certs, err := m.list(ctx)
+	for retry := 0; err != nil && errors.Is(err, token.ErrAgentKilled) && ctx.Err() == nil && retry < 2; retry++ {
+		// A card event killed the listing agent mid-call: list the new state (or learn that no card is left).
+		if present, known := m.anyCardPresent(); known && !present {
+			return nil, &CardError{Err: ErrCardAbsent}
+		}
+		m.mu.Lock()
+		ver = m.version
+		m.mu.Unlock()
+		certs, err = m.list(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -626,9 +640,18 @@ func (m *Manager) session(ctx context.Context, c CardCert) (*cardSession, error)
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	if _, live := m.agentsAll[a]; live {
+		m.agentsAll[a] = c.Reader // from now on a card event of this reader kills it
+	}
+	m.mu.Unlock()
 	s, err := m.login(ctx, a, c, gen)
 	if err != nil {
 		m.dropAgent(a)
+		if errors.Is(err, token.ErrAgentKilled) && ctx.Err() == nil {
+			// Killed by a card event during the login: the card changed; the event already ended the generation.
+			return nil, &CardError{Reader: c.Reader, Generation: gen, Err: fmt.Errorf("%w: %w", ErrCardRemoved, err)}
+		}
 		if token.CardChanged(err) {
 			m.invalidate(c.Reader, err, CardRemoved, unchanged)
 			return nil, &CardError{Reader: c.Reader, Generation: gen, Err: fmt.Errorf("%w: %w", ErrCardRemoved, err)}

@@ -32,6 +32,8 @@ type fakeToken struct {
 	signErr error
 	started int
 	killed  int
+	// hangSlots makes Slots block until the agent is killed.
+	hangSlots bool
 }
 
 const fakeReader = "Fake Reader 00"
@@ -60,13 +62,14 @@ func newFakeToken(t *testing.T) *fakeToken {
 type fakeAgent struct {
 	tok    *fakeToken
 	killed atomic.Bool
+	stop   chan struct{} // closed by Kill
 }
 
 func (f *fakeToken) start(context.Context, string) (session.Agent, error) {
 	f.mu.Lock()
 	f.started++
 	f.mu.Unlock()
-	return &fakeAgent{tok: f}, nil
+	return &fakeAgent{tok: f, stop: make(chan struct{})}, nil
 }
 
 func (a *fakeAgent) dead() error {
@@ -77,6 +80,12 @@ func (a *fakeAgent) dead() error {
 }
 
 func (a *fakeAgent) Slots(context.Context) ([]token.Slot, error) {
+	a.tok.mu.Lock()
+	hang := a.tok.hangSlots
+	a.tok.mu.Unlock()
+	if hang {
+		<-a.stop // a module stuck on a vanished card: only Kill ends the call
+	}
 	if err := a.dead(); err != nil {
 		return nil, err
 	}
@@ -131,6 +140,7 @@ func (a *fakeAgent) Close() error { a.Kill(); return nil }
 
 func (a *fakeAgent) Kill() {
 	if !a.killed.Swap(true) {
+		close(a.stop)
 		a.tok.mu.Lock()
 		a.tok.killed++
 		a.tok.mu.Unlock()
@@ -349,5 +359,43 @@ func TestSelectionByFingerprint(t *testing.T) {
 	}
 	if _, err := m.Identity(context.Background(), session.Selection{CertSHA256: "00ff"}); !errors.Is(err, session.ErrNoUsableCertificate) {
 		t.Fatalf("unknown fingerprint: %v, want ErrNoUsableCertificate", err)
+	}
+}
+
+// A card event kills an agent that is in the middle of a call (the listing here), so the caller gets an answer at
+// once instead of waiting for the token's deadline.
+func TestCardEventKillsBusyAgent(t *testing.T) {
+	tok := newFakeToken(t)
+	var prompts atomic.Int32
+	m := newManager(tok, pinPrompt("1234", &prompts))
+	defer m.Close()
+	m.Apply(reader.Event{Kind: reader.CardInserted, Reader: fakeReader})
+	tok.mu.Lock()
+	tok.hangSlots = true
+	tok.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Certificates(context.Background())
+		done <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		tok.mu.Lock()
+		started := tok.started
+		tok.mu.Unlock()
+		if started > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("listing agent never started")
+		}
+	}
+	m.Apply(reader.Event{Kind: reader.CardRemoved, Reader: fakeReader})
+	select {
+	case err := <-done:
+		if !errors.Is(err, session.ErrCardAbsent) {
+			t.Fatalf("listing interrupted by the removal: %v, want ErrCardAbsent", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the busy agent was not killed by the card event")
 	}
 }

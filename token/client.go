@@ -10,6 +10,8 @@ import (
 	"net/rpc"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +102,7 @@ func StartOptions(ctx context.Context, modulePath string, opt Options) (*Client,
 		return nil, &OpError{Op: "start", Err: err}
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envAgent+"=1", envModule+"="+mod.Path)
+	cmd.Env = append(agentEnv(os.Environ()), envAgent+"=1", envModule+"="+mod.Path)
 	cmd.Stdin = inR
 	cmd.Stdout = outW
 	cmd.Stderr = opt.Stderr
@@ -373,4 +375,19 @@ func SchemeFor(keyType string, opts crypto.SignerOpts) Scheme {
 		return Scheme{Kind: PSS, Hash: p.Hash, SaltLength: p.SaltLength}
 	}
 	return Scheme{Kind: PKCS1v15, Hash: opts.HashFunc()}
+}
+
+// secretEnv lists environment variables that may hold secrets for unattended runs (the CLI's CARDMAIL_PIN and
+// CARDMAIL_PASSWORD): the agent never gets them, the PIN reaches it only through Login.
+var secretEnv = []string{"CARDMAIL_PIN=", "CARDMAIL_PASSWORD="}
+
+// agentEnv returns env without the secret variables.
+func agentEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !slices.ContainsFunc(secretEnv, func(p string) bool { return strings.HasPrefix(kv, p) }) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

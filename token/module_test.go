@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,5 +117,13 @@ func TestResolveModuleReal(t *testing.T) {
 	}
 	if _, err := ResolveModule(os.TempDir()); !errors.Is(err, ErrModuleNotFound) {
 		t.Fatalf("directory: err = %v", err)
+	}
+}
+
+func TestAgentEnvDropsSecrets(t *testing.T) {
+	got := agentEnv([]string{"PATH=/bin", "CARDMAIL_PIN=1234", "CARDMAIL_PASSWORD=x", "CARDMAIL_PINX=keep", "HOME=/root"})
+	want := []string{"PATH=/bin", "CARDMAIL_PINX=keep", "HOME=/root"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("agentEnv = %v, want %v", got, want)
 	}
 }

@@ -39,7 +39,7 @@ sed -e "s|@ICON@|cardmail.ico|" -e "s|@MANIFEST@|cardmail.exe.manifest|" -e "s|@
 
 echo "== go build cardmail.exe $VERSION ($COMMIT) windows/amd64"
 CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc CXX=x86_64-w64-mingw32-g++ GOOS=windows GOARCH=amd64 \
-  go build -trimpath -ldflags "$LDFLAGS -H windowsgui -linkmode=external -extldflags '$work/rsrc.o'" -o "$work/cardmail.exe" .
+  GOFLAGS=-buildvcs=false go build -trimpath -ldflags "$LDFLAGS -H windowsgui -linkmode=external -extldflags '$work/rsrc.o'" -o "$work/cardmail.exe" .
 # (grep reads captured output: `objdump | grep -q` fails under pipefail when grep exits before objdump has written all)
 grep -q '\.rsrc' <<<"$(x86_64-w64-mingw32-objdump -h "$work/cardmail.exe")" || fail "cardmail.exe has no .rsrc section"
 grep -q 'Subsystem.*Windows GUI' <<<"$(x86_64-w64-mingw32-objdump -p "$work/cardmail.exe")" || fail "cardmail.exe is not a GUI-subsystem program"
