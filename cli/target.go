@@ -42,6 +42,9 @@ var errUsage = errors.New("usage")
 // ErrNoTerminal: the PIN must be typed but standard input is not a terminal, and CARDMAIL_PIN is not set.
 var ErrNoTerminal = errors.New("standard input is not a terminal: cannot ask the PIN without echo (set " + EnvPIN + " for unattended runs)")
 
+// ErrEnvPINRefused: the card refused the PIN of CARDMAIL_PIN earlier in this run; it is not sent again.
+var ErrEnvPINRefused = errors.New("the card refused the PIN from " + EnvPIN + "; not sending it again")
+
 // ErrPINMismatch: the confirmation typed on the card's final try differs from the PIN.
 var ErrPINMismatch = errors.New("the PIN confirmation differs")
 
@@ -268,6 +271,9 @@ func pinPrompt(env Env) session.PINPrompt {
 			return nil, nil
 		}
 		if pin, ok := os.LookupEnv(EnvPIN); ok {
+			if req.Refused {
+				return nil, fmt.Errorf("%w: %w", session.ErrPINCancelled, ErrEnvPINRefused)
+			}
 			return []byte(pin), nil
 		}
 		f, ok := env.Stdin.(*os.File)

@@ -117,7 +117,7 @@ func showPINDialog(w fyne.Window, lang words.Lang, req session.PINRequest, reply
 	if req.TriesLeft >= 0 {
 		rows = append(rows, widget.NewLabel(t("pin.tries_left", map[string]any{"Tries": req.TriesLeft})))
 	}
-	if req.CountLow && !req.FinalTry {
+	if (req.CountLow || req.Refused) && !req.FinalTry {
 		warn := widget.NewLabel(t("pin.count_low", nil))
 		warn.Importance = widget.WarningImportance
 		rows = append(rows, warn)

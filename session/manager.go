@@ -52,6 +52,9 @@ type PINRequest struct {
 	CountLow    bool // a previous PIN was wrong
 	FinalTry    bool // a wrong PIN now locks the card: the prompt must warn and ask for confirmation
 	PINPad      bool // the reader has a PIN pad: the prompt only informs and returns a nil PIN
+	// Refused: the last PIN given for this card was refused. A prompt that does not ask a person (a PIN from the
+	// environment, a script) must not answer again: repeating a refused PIN is how cards get locked.
+	Refused bool
 }
 
 // PINPrompt asks the person for the PIN. It returns the PIN (the manager zeroes the slice after the login), nil
@@ -148,6 +151,7 @@ type Manager struct {
 	// spare), the reader name while it logs in or serves a session. A card event kills the agents of that reader
 	// and every "" agent, even in the middle of a call (a PKCS#11 call can hang forever on a vanished card).
 	agentsAll map[Agent]string
+	refused   map[string]bool // token serials whose last PIN was refused
 }
 
 type readerState struct {
@@ -182,6 +186,7 @@ func New(cfg Config) *Manager {
 		listMu:    make(chan struct{}, 1),
 		loginMu:   make(chan struct{}, 1),
 		agentsAll: map[Agent]string{},
+		refused:   map[string]bool{},
 	}
 }
 
@@ -716,8 +721,12 @@ func (m *Manager) login(ctx context.Context, a Agent, c CardCert, gen uint64) (*
 	if m.cfg.PINPrompt == nil {
 		return nil, &CardError{Reader: c.Reader, Generation: gen, Err: fmt.Errorf("%w: no PIN prompt configured", ErrPINCancelled)}
 	}
+	m.mu.Lock()
+	refused := m.refused[info.Serial]
+	m.mu.Unlock()
 	req := PINRequest{Reader: c.Reader, TokenLabel: info.Label, TokenSerial: info.Serial, TriesLeft: -1,
-		CountLow: info.UserPINCountLow, FinalTry: info.UserPINFinalTry, PINPad: info.ProtectedAuthPath}
+		CountLow: info.UserPINCountLow, FinalTry: info.UserPINFinalTry, PINPad: info.ProtectedAuthPath,
+		Refused: refused}
 	if info.UserPINFinalTry {
 		req.TriesLeft = 1
 	}
@@ -733,6 +742,15 @@ func (m *Manager) login(ctx context.Context, a Agent, c CardCert, gen uint64) (*
 	}
 	err = a.Login(ctx, slot.ID, pin) // the agent client zeroes pin; zero again in case a fake does not
 	clear(pin)
+	var pinErr *token.PINError
+	m.mu.Lock()
+	switch {
+	case errors.As(err, &pinErr):
+		m.refused[info.Serial] = true
+	case err == nil:
+		delete(m.refused, info.Serial)
+	}
+	m.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -399,3 +399,35 @@ func TestCardEventKillsBusyAgent(t *testing.T) {
 		t.Fatal("the busy agent was not killed by the card event")
 	}
 }
+
+// After a refused PIN the next prompt for that card says so, so that a prompt that is not a person can refuse to
+// repeat it; a success clears it.
+func TestPromptToldOfRefusedPIN(t *testing.T) {
+	tok := newFakeToken(t)
+	var reqs []session.PINRequest
+	pin := "0000"
+	m := newManager(tok, func(_ context.Context, req session.PINRequest) ([]byte, error) {
+		reqs = append(reqs, req)
+		return []byte(pin), nil
+	})
+	defer m.Close()
+	ctx := context.Background()
+	if _, err := m.Identity(ctx, session.Selection{}); err == nil {
+		t.Fatal("wrong PIN accepted")
+	}
+	pin = "1234"
+	if _, err := m.Identity(ctx, session.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 2 || reqs[0].Refused || !reqs[1].Refused {
+		t.Fatalf("requests %+v: want the second marked Refused", reqs)
+	}
+	m.Apply(reader.Event{Kind: reader.CardRemoved, Reader: fakeReader})
+	m.Apply(reader.Event{Kind: reader.CardInserted, Reader: fakeReader})
+	if _, err := m.Identity(ctx, session.Selection{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) != 3 || reqs[2].Refused {
+		t.Fatalf("after a success the refusal must be forgotten: %+v", reqs[2])
+	}
+}
