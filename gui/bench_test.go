@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -43,7 +44,8 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 }
 
 // The whole chain on the bench: virtual card in pcscd, OpenSC through the agent, a real session manager, the real
-// accounts service and a real Dovecot. The mailbox opens with one PIN prompt; unplugging the card shows the banner
+// accounts service and a real Dovecot. The wizard's live test logs in with one PIN prompt and saves the account; the
+// mailbox then opens without another prompt (same card session); unplugging the card shows the banner
 // and "card needed"; plugging it back offers Reconnect, which costs exactly one more PIN prompt, and the folders
 // come back.
 func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
@@ -61,23 +63,53 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir(), Outbox: t.TempDir()}, 0)
 	t.Cleanup(func() { svc.Close(); cancel(); <-done; m.Close() })
 
-	// The profile the wizard would save for Alice on this Dovecot.
 	store := &profile.Store{UserDir: t.TempDir()}
-	ih, ip := splitHostPort(t, dv.IMAPS)
-	sh, sp := splitHostPort(t, dv.SubmissionS)
-	p := &profile.Profile{Version: profile.Version, Name: "alice", Address: bench.DefaultEmail(bench.AliceName),
-		IMAP:  profile.Server{Host: ih, Port: ip, Security: profile.Implicit},
-		SMTP:  profile.Server{Host: sh, Port: sp, Security: profile.Implicit},
-		Login: profile.LoginAuto, TLSPolicy: profile.PolicyDefault, CAFiles: []string{dv.CAFile}}
-	if err := store.Save(p); err != nil {
-		t.Fatal(err)
-	}
-
 	a := newSerialApp(t)
+	b.InsertWait(t, 0, 0)
 	mw := newMainWindow(a, Options{Cards: Cards{Manager: m}, Lang: words.English, Store: store, Mail: svc})
 	v := mw.accounts
-	b.InsertWait(t, 0, 0)
 	waitUI(t, "the card's certificate", func() bool { return mw.cards.certList.Length() == 1 })
+
+	// The wizard, with the real services: manual servers of this Dovecot, the card's certificate picked by itself,
+	// the live test of IMAP and SMTP on the real chain, then save.
+	var saved []*profile.Profile
+	z := newWizard(mw.win, words.English, WizardDeps{Store: store, Mail: svc, Certs: m.Certificates}, nil,
+		func(p *profile.Profile) { saved = append(saved, p) })
+	z.show()
+	test.Type(z.address, bench.DefaultEmail(bench.AliceName))
+	test.Tap(z.next)
+	z.provider.SetSelectedIndex(slices.Index(z.choices, choiceManual))
+	test.Tap(z.next)
+	ih, ip := splitHostPort(t, dv.IMAPS)
+	sh, sp := splitHostPort(t, dv.SubmissionS)
+	for i, hp := range []struct {
+		host string
+		port int
+	}{{ih, ip}, {sh, sp}} {
+		z.srv[i].security.SetSelectedIndex(0) // implicit TLS
+		z.srv[i].host.SetText(hp.host)
+		z.srv[i].port.SetText(strconv.Itoa(hp.port))
+	}
+	z.policy.SetSelected(words.T(words.English, "wizard.policy.default", nil))
+	z.addCAFile(dv.CAFile)
+	if z.next.Disabled() {
+		t.Fatal("servers page not valid")
+	}
+	test.Tap(z.next)
+	waitUI(t, "the certificate picked", func() bool { return z.certChosen != "" })
+	test.Tap(z.next)
+	waitUI(t, "the live test", func() bool { return z.testOK || z.testDetail.Visible() })
+	if !z.testOK {
+		t.Fatalf("live test failed: %s\nDovecot log:\n%s", shownText(mw.win.Canvas()), dv.Log())
+	}
+	test.Tap(z.next)
+	z.name.SetText("alice")
+	test.Tap(z.next)
+	waitUI(t, "saved", func() bool { return len(saved) == 1 })
+	if n := prompts.Load(); n != 1 {
+		t.Fatalf("%d PIN prompts for the wizard's test, want 1", n)
+	}
+	mw.accounts.reload()
 	waitUI(t, "the saved account", func() bool { return v.list.Length() == 1 })
 
 	v.list.Select(0)
@@ -100,7 +132,7 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 		t.Errorf("status %+v after opening the mailbox", v.status["alice"])
 	}
 	if n := prompts.Load(); n != 1 {
-		t.Fatalf("%d PIN prompts to open the mailbox, want 1", n)
+		t.Fatalf("%d PIN prompts after opening the mailbox, want still 1", n)
 	}
 
 	b.RemoveWait(t, 0)
