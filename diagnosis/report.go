@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardmail/cardmail/version"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -79,8 +80,11 @@ type Report struct {
 	TLS     TLSFacts    `json:"tls"`
 	Server  ServerFacts `json:"server"`
 	Card    CardFacts   `json:"card"`
-	Log     []string    `json:"-"`
-	Err     error       `json:"-"`
+	// CardMail is the version of CardMail that ran the check (version.String()), for IT support; in Text only, to
+	// keep the JSON exactly in the contract's shape.
+	CardMail string   `json:"-"`
+	Log      []string `json:"-"`
+	Err      error    `json:"-"`
 	// Time is when the run started.
 	Time time.Time `json:"-"`
 }
@@ -88,7 +92,7 @@ type Report struct {
 // newReport returns an empty report with every list non-nil, so that the JSON has [] rather than null.
 func newReport() *Report {
 	return &Report{Steps: []Step{}, TLS: TLSFacts{ServerChain: []CertFacts{}, AcceptableCAs: []string{}},
-		Server: ServerFacts{Capabilities: []string{}}, Log: []string{}, Time: time.Now()}
+		Server: ServerFacts{Capabilities: []string{}}, Log: []string{}, Time: time.Now(), CardMail: version.String()}
 }
 
 // finish sets the code and its words.
@@ -124,7 +128,8 @@ func (r *Report) Text() string {
 	if r.OK {
 		verdict = "OK"
 	}
-	fmt.Fprintf(&b, "%s (%s) %s\n%s\n%s\n\n", verdict, r.Code, r.Time.Format(time.RFC3339), r.Message, r.Remedy)
+	fmt.Fprintf(&b, "%s (%s) %s — CardMail %s\n%s\n%s\n\n", verdict, r.Code, r.Time.Format(time.RFC3339), r.CardMail,
+		r.Message, r.Remedy)
 	b.WriteString("steps:\n")
 	for _, s := range r.Steps {
 		mark := "ok  "
