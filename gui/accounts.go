@@ -87,18 +87,12 @@ func newAccountsView(a fyne.App, w fyne.Window, lang words.Lang, store AccountSt
 		status: map[string]accountStatus{}, browsers: map[string]*browserWindow{}}
 	v.list = widget.NewList(
 		func() int { return len(v.entries) },
-		func() fyne.CanvasObject {
-			title := widget.NewLabelWithStyle("name", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			detail := widget.NewLabel("status")
-			detail.Truncation = fyne.TextTruncateEllipsis
-			return container.NewBorder(nil, nil, widget.NewIcon(theme.MailComposeIcon()), nil,
-				container.NewVBox(title, detail))
-		},
+		func() fyne.CanvasObject { return newIconRow(theme.MailComposeIcon(), true) },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if i >= len(v.entries) {
 				return
 			}
-			v.fillRow(v.entries[i], o.(*fyne.Container))
+			v.fillRow(v.entries[i], o)
 		})
 	v.list.OnSelected = func(i widget.ListItemID) {
 		v.selected = i
@@ -153,10 +147,8 @@ func (v *accountsView) content() fyne.CanvasObject {
 }
 
 // fillRow shows one account: its name, address and status.
-func (v *accountsView) fillRow(e profile.Entry, row *fyne.Container) {
-	box := row.Objects[0].(*fyne.Container)
-	title, detail := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
-	icon := row.Objects[1].(*widget.Icon)
+func (v *accountsView) fillRow(e profile.Entry, row fyne.CanvasObject) {
+	icon, title, detail := iconRowParts(row)
 	name := e.Name
 	if e.ReadOnly {
 		name = v.t("accounts.preset", map[string]any{"Name": e.Name})

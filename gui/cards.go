@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
-	"github.com/cardmail/cardmail/token"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -90,51 +88,17 @@ func newCardsView(svc CardService, lang words.Lang) *cardsView {
 
 	v.certList = widget.NewList(
 		func() int { return len(v.certs) },
-		func() fyne.CanvasObject {
-			title := widget.NewLabelWithStyle("subject", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			detail := widget.NewLabel("detail")
-			detail.Wrapping = fyne.TextWrapWord
-			return container.NewBorder(nil, nil, widget.NewIcon(theme.ConfirmIcon()), nil,
-				container.NewVBox(title, detail))
-		},
+		func() fyne.CanvasObject { return newIconRow(theme.ConfirmIcon(), false) },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if i >= len(v.certs) {
 				return
 			}
-			v.fillCertRow(v.certs[i], o.(*fyne.Container))
+			fillCertRow(v.lang, v.certs[i], o, certDetail{reader: true, verdictText: true})
 		})
 	return v
 }
 
 func (v *cardsView) t(key string, data map[string]any) string { return words.T(v.lang, key, data) }
-
-// fillCertRow shows one certificate: subject, issuer, validity, and the verdict with its reasons.
-func (v *cardsView) fillCertRow(c session.CardCert, row *fyne.Container) {
-	d := token.Describe(&c.Certificate)
-	box := row.Objects[0].(*fyne.Container)
-	title, detail := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
-	icon := row.Objects[1].(*widget.Icon)
-	lines := []string{v.t("cert.issuer", map[string]any{"Issuer": d.Issuer})}
-	if len(d.NotAfter) >= 10 {
-		lines = append(lines, v.t("cert.valid_until", map[string]any{"Date": d.NotAfter[:10]}))
-	}
-	lines = append(lines, c.Reader)
-	if d.Usable {
-		icon.SetResource(theme.ConfirmIcon())
-		lines = append(lines, v.t("cert.usable", nil))
-		title.Importance = widget.MediumImportance
-	} else {
-		icon.SetResource(theme.CancelIcon())
-		lines = append(lines, v.t("cert.unusable_because", map[string]any{"Reasons": reasonsText(v.lang, d.Reasons)}))
-		title.Importance = widget.LowImportance
-	}
-	subject := d.Subject
-	if subject == "" {
-		subject = c.Label
-	}
-	title.SetText(subject)
-	detail.SetText(strings.Join(lines, "\n"))
-}
 
 // content lays the view out.
 func (v *cardsView) content() fyne.CanvasObject {

@@ -104,55 +104,14 @@ func newCertPicker(w fyne.Window, lang words.Lang, certs []session.CardCert, cur
 
 func (p *certPicker) t(key string, data map[string]any) string { return words.T(p.lang, key, data) }
 
-func (p *certPicker) newRow() fyne.CanvasObject {
-	title := widget.NewLabelWithStyle("subject", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	detail := widget.NewLabel("detail")
-	detail.Wrapping = fyne.TextWrapWord
-	return container.NewBorder(nil, nil, widget.NewIcon(theme.ConfirmIcon()), nil, container.NewVBox(title, detail))
-}
+func (p *certPicker) newRow() fyne.CanvasObject { return newIconRow(theme.ConfirmIcon(), false) }
 
 func (p *certPicker) fillRow(i widget.ListItemID, o fyne.CanvasObject) {
 	if i >= len(p.certs) {
 		return
 	}
-	c := p.certs[i]
-	d := token.Describe(&c.Certificate)
-	row := o.(*fyne.Container)
-	box := row.Objects[0].(*fyne.Container)
-	title, detail := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
-	icon := row.Objects[1].(*widget.Icon)
-	lines := []string{p.t("cert.issuer", map[string]any{"Issuer": d.Issuer})}
-	if len(d.NotAfter) >= 10 {
-		lines = append(lines, p.t("cert.valid_until", map[string]any{"Date": d.NotAfter[:10]}))
-	}
-	if len(d.KeyUsage)+len(d.ExtKeyUsage) > 0 {
-		lines = append(lines, p.t("picker.usages", map[string]any{"Usages": strings.Join(append(slices.Clone(d.KeyUsage), d.ExtKeyUsage...), ", ")}))
-	}
-	lines = append(lines, "SHA-256 "+d.SHA256Colons[:23]+"…")
-	if d.Usable {
-		icon.SetResource(theme.ConfirmIcon())
-		title.Importance, detail.Importance = widget.MediumImportance, widget.MediumImportance
-	} else {
-		icon.SetResource(theme.CancelIcon())
-		lines = append(lines, p.t("cert.unusable_because", map[string]any{"Reasons": reasonsText(p.lang, d.Reasons)}))
-		title.Importance, detail.Importance = widget.LowImportance, widget.LowImportance
-	}
-	subject := d.Subject
-	if subject == "" {
-		subject = c.Label
-	}
-	title.SetText(subject)
-	detail.SetText(strings.Join(lines, "\n"))
-	p.list.SetItemHeight(i, row.MinSize().Height)
-}
-
-// reasonsText joins the translated reasons why a certificate is not usable.
-func reasonsText(lang words.Lang, rs []token.Reason) string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = words.T(lang, "reason."+string(r), nil)
-	}
-	return strings.Join(out, ", ")
+	fillCertRow(p.lang, p.certs[i], o, certDetail{usages: true, greyDetail: true})
+	p.list.SetItemHeight(i, o.MinSize().Height)
 }
 
 // update enables Choose only for a usable selection, Details for any selection.
