@@ -16,7 +16,8 @@ var Translations embed.FS
 //go:embed roots/*.pem
 var Roots embed.FS
 
-// IconSVG is the application icon as SVG.
+// IconPNG is the application icon as a 128×128 PNG: the window icon (a bitmap is what X11 and Windows take, and
+// decoding it costs far less memory than rasterising the SVG).
 //
-//go:embed icon.svg
-var IconSVG []byte
+//go:embed icons/cardmail-128.png
+var IconPNG []byte

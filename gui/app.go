@@ -10,6 +10,8 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
+	"runtime/debug"
+	"time"
 
 	"github.com/cardmail/cardmail/assets"
 	"github.com/cardmail/cardmail/session"
@@ -41,8 +43,11 @@ type Options struct {
 // Run opens the main window and blocks until it is closed.
 func Run(opt Options) {
 	a := app.NewWithID(AppID)
-	a.SetIcon(fyne.NewStaticResource("icon.svg", assets.IconSVG))
+	a.SetIcon(fyne.NewStaticResource("cardmail.png", assets.IconPNG))
 	w := NewMainWindow(a, opt)
+	// Start-up (fonts, first layout, the first card listing) leaves garbage the idle app will not reuse soon: once
+	// the window is up, collect it and give the pages back to the system.
+	time.AfterFunc(time.Second, debug.FreeOSMemory)
 	w.ShowAndRun()
 }
 
