@@ -47,6 +47,7 @@ type accountStatus struct {
 // mailbox, diagnose, send a test message). All fields except mu/seq are touched on the UI goroutine only; store and
 // mail calls run in goroutines that hand results over with fyne.Do.
 type accountsView struct {
+	life
 	app   fyne.App
 	win   fyne.Window
 	lang  words.Lang
@@ -219,7 +220,7 @@ func (v *accountsView) reload() {
 	v.mu.Unlock()
 	go func() {
 		es, err := v.store.List()
-		fyne.Do(func() {
+		v.do(func() {
 			v.mu.Lock()
 			latest := seq == v.seq
 			v.mu.Unlock()
@@ -285,9 +286,9 @@ func (v *accountsView) setResult(name string, err error) {
 func (v *accountsView) onEvent(ev session.Event) {
 	switch ev.Kind {
 	case session.CardRemoved, session.ServiceDown:
-		fyne.Do(v.cardGone)
+		v.do(v.cardGone)
 	case session.CardInserted:
-		fyne.Do(v.cardBack)
+		v.do(v.cardBack)
 	}
 }
 
@@ -337,7 +338,7 @@ func (v *accountsView) reconnectAll() {
 			_, err := svc.Folders(ctx, p)
 			cancel()
 			name := p.Name
-			fyne.Do(func() {
+			v.do(func() {
 				v.setResult(name, err)
 				if bw := v.browsers[name]; bw != nil && err == nil {
 					bw.b.refresh()
@@ -372,7 +373,7 @@ func (v *accountsView) confirmDelete() {
 			}
 			go func() {
 				err := v.store.Delete(name)
-				fyne.Do(func() {
+				v.do(func() {
 					if err != nil {
 						v.showFailure(v.t("accounts.delete_title", nil), v.t("accounts.delete_failed", nil), err)
 					}
@@ -445,16 +446,16 @@ func (v *accountsView) runDiagnosis() {
 		defer cancel()
 		var reports []*diagnosis.Report
 		for _, proto := range []string{diagnosis.ProtocolIMAP, diagnosis.ProtocolSMTP} {
-			fyne.Do(func() { ladder.AddSection(strings.ToUpper(proto)) })
-			r := svc.Check(ctx, p, proto, lang, func(s diagnosis.Step) { fyne.Do(func() { ladder.Add(s) }) })
-			fyne.Do(func() { ladder.SetSteps(r.Steps) })
+			v.do(func() { ladder.AddSection(strings.ToUpper(proto)) })
+			r := svc.Check(ctx, p, proto, lang, func(s diagnosis.Step) { v.do(func() { ladder.Add(s) }) })
+			v.do(func() { ladder.SetSteps(r.Steps) })
 			reports = append(reports, r)
 			if ctx.Err() != nil {
 				break
 			}
 		}
 		cancelled := errors.Is(ctx.Err(), context.Canceled)
-		fyne.Do(func() {
+		v.do(func() {
 			pd.Hide()
 			shown := reports[0]
 			for _, r := range reports {
@@ -496,7 +497,7 @@ func (v *accountsView) runSendTest() {
 		defer cancel()
 		sent, err := svc.SendTest(ctx, p, body)
 		cancelled := errors.Is(ctx.Err(), context.Canceled)
-		fyne.Do(func() {
+		v.do(func() {
 			pd.Hide()
 			if cancelled {
 				v.setStatus(name, accountStatus{})

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,16 @@ func newSerialApp(t testing.TB) *serialApp {
 	fyne.SetCurrentApp(s)
 	serial = s.drv
 	t.Cleanup(func() { serial = nil })
+	// Close the test's windows while this app is still the current one, so that their views end and drop the
+	// results of background work still under way (NewTempApp's cleanup then installs a fresh plain app, whose
+	// fyne.Do would run those results on their own goroutines, concurrently with the next test).
+	t.Cleanup(func() {
+		for _, w := range slices.Clone(s.Driver().AllWindows()) { // Close edits the driver's own slice
+			if w != nil {
+				w.Close()
+			}
+		}
+	})
 	return s
 }
 

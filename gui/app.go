@@ -76,10 +76,18 @@ type mainWindow struct {
 	unsub    func()
 }
 
+// unsubscribe detaches the current views from card events and drops their pending background results (window
+// closed, or views rebuilt).
 func (mw *mainWindow) unsubscribe() {
 	if mw.unsub != nil {
 		mw.unsub()
 		mw.unsub = nil
+	}
+	if mw.cards != nil {
+		mw.cards.end()
+	}
+	if mw.accounts != nil {
+		mw.accounts.end()
 	}
 }
 
@@ -135,7 +143,7 @@ func demoBar(d DemoControls, lang words.Lang, cards *cardsView) fyne.CanvasObjec
 	run := func(fn func() error) {
 		go func() {
 			if err := fn(); err != nil {
-				fyne.Do(func() { cards.showBanner(err.Error()) })
+				cards.do(func() { cards.showBanner(err.Error()) })
 			}
 		}()
 	}

@@ -35,6 +35,7 @@ func (Cards) Readers(ctx context.Context) ([]reader.Reader, error) { return read
 // cardsView shows the readers and the certificates of the present cards, refreshed after every card event. All its
 // fields are touched on the UI goroutine only; background work hands results over with fyne.Do.
 type cardsView struct {
+	life
 	svc  CardService
 	lang words.Lang
 
@@ -115,9 +116,9 @@ func (v *cardsView) content() fyne.CanvasObject {
 func (v *cardsView) onEvent(ev session.Event) {
 	switch ev.Kind {
 	case session.CardRemoved:
-		fyne.Do(func() { v.showBanner(v.t("banner.card_removed", nil)) })
+		v.do(func() { v.showBanner(v.t("banner.card_removed", nil)) })
 	case session.CardInserted:
-		fyne.Do(func() { v.banner.Hide() })
+		v.do(func() { v.banner.Hide() })
 	}
 	v.refresh()
 }
@@ -140,7 +141,7 @@ func (v *cardsView) refresh() {
 	v.cancel = cancel
 	v.mu.Unlock()
 
-	fyne.Do(func() {
+	v.do(func() {
 		v.progress.Show()
 		v.progress.Start()
 		v.certStatus.SetText(v.t("certs.loading", nil))
@@ -149,7 +150,7 @@ func (v *cardsView) refresh() {
 		defer cancel()
 		rs, rerr := v.svc.Readers(ctx)
 		cs, cerr := v.svc.Certificates(ctx)
-		fyne.Do(func() {
+		v.do(func() {
 			v.mu.Lock()
 			latest := seq == v.seq
 			v.mu.Unlock()

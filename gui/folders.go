@@ -31,6 +31,7 @@ const loadTimeout = 60 * time.Second
 // the window cancel it too) and hands its result to the UI goroutine with fyne.Do. Fields other than mu/seq/cancel
 // are touched on the UI goroutine only.
 type folderBrowser struct {
+	life
 	win  fyne.Window
 	lang words.Lang
 	svc  MailService
@@ -76,6 +77,7 @@ func openBrowser(a fyne.App, lang words.Lang, svc MailService, p *profile.Profil
 	b.onResult = onResult
 	w.SetContent(b.content())
 	w.SetOnClosed(func() {
+		b.end()
 		b.cancelLoad()
 		if onClosed != nil {
 			onClosed()
@@ -337,7 +339,7 @@ func (b *folderBrowser) refresh() {
 	svc, p := b.svc, b.prof
 	go func() {
 		fs, err := svc.Folders(ctx, p)
-		fyne.Do(func() {
+		b.do(func() {
 			if !b.finish(seq) {
 				return
 			}
@@ -387,7 +389,7 @@ func (b *folderBrowser) loadHeaders() {
 	svc, p, folder, page := b.svc, b.prof, b.selected, b.page
 	go func() {
 		hs, total, err := svc.Headers(ctx, p, folder, page, PageSize)
-		fyne.Do(func() {
+		b.do(func() {
 			if !b.finish(seq) {
 				return
 			}

@@ -90,6 +90,7 @@ func ShowWizard(w fyne.Window, lang words.Lang, deps WizardDeps, existing *profi
 // wizard is one connection wizard on screen. Its fields are touched on the UI goroutine only; background
 // goroutines hand their results over with fyne.Do.
 type wizard struct {
+	life
 	win      fyne.Window
 	lang     words.Lang
 	deps     WizardDeps
@@ -259,6 +260,7 @@ func (z *wizard) cleanup() {
 		return
 	}
 	z.closed = true
+	z.end()
 	for _, c := range []context.CancelFunc{z.discoverCancel, z.certCancel, z.testCancel} {
 		if c != nil {
 			c()
@@ -530,7 +532,7 @@ func (z *wizard) startDiscover() {
 	z.discoverCancel = z.goBackground(wizardDiscoverTimeout, func(ctx context.Context) {
 		res, err := z.deps.Mail.Discover(ctx, addr)
 		stopped := errors.Is(ctx.Err(), context.Canceled)
-		fyne.Do(func() {
+		z.do(func() {
 			if seq == z.discoverSeq && !z.closed {
 				z.discovered(res, err, stopped)
 			}
@@ -802,7 +804,7 @@ func (z *wizard) loadCerts() {
 	z.update()
 	z.certCancel = z.goBackground(wizardCertsTimeout, func(ctx context.Context) {
 		cs, err := z.deps.Certs(ctx)
-		fyne.Do(func() {
+		z.do(func() {
 			if seq == z.certSeq && !z.closed { // else superseded or closed
 				z.certsLoaded(cs, err)
 			}
@@ -946,21 +948,21 @@ func (z *wizard) runTest() {
 	z.testCancel = z.goBackground(wizardTestTimeout, func(ctx context.Context) {
 		var last *diagnosis.Report
 		for _, proto := range []string{diagnosis.ProtocolIMAP, diagnosis.ProtocolSMTP} {
-			fyne.Do(func() {
+			z.do(func() {
 				if current() {
 					z.ladder.AddSection(z.t("diag.protocol."+proto, nil))
 					z.ladder.SetRunning(true)
 				}
 			})
 			rep := z.deps.Mail.Check(ctx, p, proto, z.lang, func(s diagnosis.Step) {
-				fyne.Do(func() {
+				z.do(func() {
 					if current() {
 						z.ladder.Add(s)
 					}
 				})
 			})
 			last = rep
-			fyne.Do(func() {
+			z.do(func() {
 				if current() && rep != nil {
 					z.ladder.SetSteps(rep.Steps)
 				}
@@ -970,7 +972,7 @@ func (z *wizard) runTest() {
 			}
 		}
 		stopped := errors.Is(ctx.Err(), context.Canceled)
-		fyne.Do(func() {
+		z.do(func() {
 			if current() {
 				z.tested(key, last, stopped)
 			}
@@ -1115,7 +1117,7 @@ func (z *wizard) save() {
 				err = derr
 			}
 		}
-		fyne.Do(func() { z.saved(p, err) })
+		z.do(func() { z.saved(p, err) })
 	})
 }
 
