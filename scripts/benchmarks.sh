@@ -18,15 +18,16 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 out="${BENCH_OUT:-BENCHMARKS.md}"
 raw="${BENCH_RAW:-${TMPDIR:-/tmp}/cardmail-bench.txt}"
 read -r -a pkgs <<< "${BENCH_PKGS:-./...}"
-cmd="go test -count=1 -v -run '^\$' -bench . -benchtime 1x -timeout 30m ${pkgs[*]}"
+cmd="go test -p 1 -count=1 -v -run '^\$' -bench . -benchtime 1x -timeout 30m ${pkgs[*]}"
 
 status=0
 if [ -z "${BENCH_INPUT:-}" ]; then
   echo "benchmarks.sh: $cmd (output in $raw)" >&2
   # The benchmarks print their own tables; keep everything for the report. A failing package must not stop the
   # others nor the report.
-  # -v: without it go test cuts each benchmark's log to 10 lines, and the tables are in the logs.
-  go test -count=1 -v -run '^$' -bench . -benchtime 1x -timeout 30m "${pkgs[@]}" 2>&1 | tee "$raw" || status=$?
+  # -v: without it go test cuts each benchmark's log to 10 lines, and the tables are in the logs. -p 1: one
+  # package at a time, so that no benchmark measures while another loads the machine.
+  go test -p 1 -count=1 -v -run '^$' -bench . -benchtime 1x -timeout 30m "${pkgs[@]}" 2>&1 | tee "$raw" || status=$?
 else
   raw="$BENCH_INPUT"
 fi
