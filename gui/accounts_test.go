@@ -280,24 +280,6 @@ func fixedCards(t *testing.T) *fakeCards {
 	}
 }
 
-// walk calls fn on o and everything drawn under it (containers and widget renderers).
-func walkUI(o fyne.CanvasObject, fn func(fyne.CanvasObject)) {
-	if o == nil || !o.Visible() {
-		return
-	}
-	fn(o)
-	switch x := o.(type) {
-	case *fyne.Container:
-		for _, c := range x.Objects {
-			walkUI(c, fn)
-		}
-	case fyne.Widget:
-		for _, c := range test.WidgetRenderer(x).Objects() {
-			walkUI(c, fn)
-		}
-	}
-}
-
 // button finds the visible button labelled text on the canvas (overlays first), or fails.
 func button(t *testing.T, c fyne.Canvas, text string) *widget.Button {
 	t.Helper()
@@ -308,7 +290,7 @@ func button(t *testing.T, c fyne.Canvas, text string) *widget.Button {
 	}
 	roots = append(roots, c.Content())
 	for _, r := range roots {
-		walkUI(r, func(o fyne.CanvasObject) {
+		walk(r, func(o fyne.CanvasObject) {
 			if b, ok := o.(*widget.Button); ok && found == nil && b.Text == text {
 				found = b
 			}
@@ -332,9 +314,9 @@ func shows(c fyne.Canvas, text string) bool {
 			found = found || strings.Contains(x.Text, text)
 		}
 	}
-	walkUI(c.Content(), check)
+	walk(c.Content(), check)
 	for _, o := range c.Overlays().List() {
-		walkUI(o, check)
+		walk(o, check)
 	}
 	return found
 }

@@ -847,8 +847,9 @@ func findPicker(t *testing.T, c fyne.Canvas) *certPicker {
 }
 
 // walk calls fn for o and every visible object inside it.
+// walk calls fn on o and everything drawn under it (containers and widget renderers).
 func walk(o fyne.CanvasObject, fn func(fyne.CanvasObject)) {
-	if !o.Visible() {
+	if o == nil || !o.Visible() {
 		return
 	}
 	fn(o)
