@@ -28,7 +28,7 @@ type Bench struct {
 	PKI          *PKI
 	Alice, Bruno *Identity
 	Cards        [2]*Card  // Cards[0] is Alice's, Cards[1] Bruno's
-	Readers      [2]string // reader names: "Virtual PCD 00 00", "Virtual PCD 00 01"
+	Readers      [2]string // reader names: ReaderNames(Options.FriendlyName), "Virtual PCD 00 00" and "… 00 01" by default
 	Addrs        [2]string // "127.0.0.1:35963", "127.0.0.1:35964"
 	OpenSC       string    // path of opensc-pkcs11.so
 
@@ -44,8 +44,29 @@ type Bench struct {
 // A missing component fails t with an install hint.
 func Start(t testing.TB) *Bench {
 	t.Helper()
+	return StartOptions(t, Options{})
+}
+
+// Options make the bench less kind, like the world (real-world.md).
+type Options struct {
+	// FriendlyName names the readers: ReaderNames(FriendlyName). "" means DefaultFriendlyName (17-byte names);
+	// LongFriendlyName gives the 80-byte names of a common real reader, cut to the same 64 bytes in both PKCS#11 slot
+	// descriptions.
+	FriendlyName string
+	// Card configures both cards (PIN, tries, delays; RealCard gives a real card's timings). ATR and Log apply too.
+	Card CardOptions
+}
+
+// StartOptions is Start with opt. With another FriendlyName than the running pcscd's, pcscd is restarted with a
+// reader configuration of its own (EnsurePCSCDNamed); the next Start brings the default names back.
+func StartOptions(t testing.TB, opt Options) *Bench {
+	t.Helper()
 	Lock(t)
-	if err := EnsurePCSCD(); err != nil {
+	friendly := opt.FriendlyName
+	if friendly == "" {
+		friendly = DefaultFriendlyName
+	}
+	if err := EnsurePCSCDNamed(friendly); err != nil {
 		t.Fatalf("bench: %v", err)
 	}
 	opensc, err := OpenSCModule()
@@ -70,8 +91,8 @@ func Start(t testing.TB) *Bench {
 	}
 	b := &Bench{
 		PKI: pki, Alice: alice, Bruno: bruno,
-		Cards:   [2]*Card{NewCard(alice, CardOptions{}), NewCard(bruno, CardOptions{})},
-		Readers: [2]string{ReaderName0, ReaderName1},
+		Cards:   [2]*Card{NewCard(alice, opt.Card), NewCard(bruno, opt.Card)},
+		Readers: ReaderNames(friendly),
 		Addrs:   [2]string{VPCDAddr0, VPCDAddr1},
 		OpenSC:  opensc,
 		slot:    [2]int{-1, -1},

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 )
 
 // DefaultPIN and DefaultTries are the card defaults used when CardOptions leaves them empty.
@@ -60,6 +61,28 @@ type CardOptions struct {
 	// Log, when set, receives a line for every command the card does not implement and for protocol errors
 	// (never PIN bytes). When nil and the environment has CARDMAIL_BENCH_DEBUG=1, lines go to the standard logger.
 	Log func(format string, args ...any)
+	// SignDelay and VerifyDelay model a real card's speed: each private-key operation and each VERIFY carrying a PIN
+	// takes at least this long (the bench's card otherwise answers in microseconds). RealCard has figures measured
+	// on real cards. A card removed during the delay answers nothing, like a real one.
+	SignDelay, VerifyDelay time.Duration
+}
+
+// RealSignDelay and RealVerifyDelay are the timings of RealCard: published figures for RSA-2048 smart cards put a
+// signature at 100-500 ms (300 ms is the middle of the range CPS cards show) and a PIN VERIFY at 10-900 ms.
+const (
+	RealSignDelay   = 300 * time.Millisecond
+	RealVerifyDelay = 100 * time.Millisecond
+)
+
+// RealCard returns opt with the timings of a real card (RealSignDelay, RealVerifyDelay) where opt has none.
+func RealCard(opt CardOptions) CardOptions {
+	if opt.SignDelay == 0 {
+		opt.SignDelay = RealSignDelay
+	}
+	if opt.VerifyDelay == 0 {
+		opt.VerifyDelay = RealVerifyDelay
+	}
+	return opt
 }
 
 // CardCounters are counts of what the card was asked to do since NewCard.
@@ -82,13 +105,15 @@ type Card struct {
 	cert  []byte // GET DATA response body for 5FC105
 	logf  func(format string, args ...any)
 
-	mu       sync.Mutex
-	tries    int
-	verified bool
-	counters CardCounters
-	hook     func()
-	sess     *cardSession
-	chain    struct {
+	mu          sync.Mutex
+	signDelay   time.Duration
+	verifyDelay time.Duration
+	tries       int
+	verified    bool
+	counters    CardCounters
+	hook        func()
+	sess        *cardSession
+	chain       struct {
 		active      bool
 		ins, p1, p2 byte
 		data        []byte
@@ -114,7 +139,8 @@ func NewCard(id *Identity, opt CardOptions) *Card {
 	if len(atr) == 0 {
 		atr = DefaultATR
 	}
-	c := &Card{id: id, atr: bytes.Clone(atr), pin: padPIN([]byte(pin)), max: tries, tries: tries, logf: opt.Log}
+	c := &Card{id: id, atr: bytes.Clone(atr), pin: padPIN([]byte(pin)), max: tries, tries: tries, logf: opt.Log,
+		signDelay: opt.SignDelay, verifyDelay: opt.VerifyDelay}
 	if c.logf == nil && os.Getenv("CARDMAIL_BENCH_DEBUG") == "1" {
 		c.logf = log.Printf
 	}
@@ -151,6 +177,14 @@ func (c *Card) TriesLeft() int {
 func (c *Card) SetSignHook(h func()) {
 	c.mu.Lock()
 	c.hook = h
+	c.mu.Unlock()
+}
+
+// SetDelays changes the card's signature and VERIFY delays (see CardOptions.SignDelay); it applies to commands that
+// arrive afterwards.
+func (c *Card) SetDelays(sign, verify time.Duration) {
+	c.mu.Lock()
+	c.signDelay, c.verifyDelay = sign, verify
 	c.mu.Unlock()
 }
 
@@ -267,6 +301,13 @@ func sw(code int) []byte { return []byte{byte(code >> 8), byte(code)} }
 // card was removed while a sign hook ran: nothing must be answered.
 func (c *Card) transmit(apdu []byte, sess *cardSession) []byte {
 	c.mu.Lock()
+	verifyDelay := c.verifyDelay
+	c.mu.Unlock()
+	if verifyDelay > 0 && isVerifyWithPIN(apdu) {
+		// A real card takes its time over a PIN; the host waits like it would (the APDU is answered after it).
+		c.wait(sess, verifyDelay)
+	}
+	c.mu.Lock()
 	if sess != nil && c.sess != sess {
 		c.mu.Unlock()
 		return nil // removed: a stale goroutine must not touch the card
@@ -277,14 +318,17 @@ func (c *Card) transmit(apdu []byte, sess *cardSession) []byte {
 		c.mu.Unlock()
 		return resp
 	}
-	hook := c.hook
+	hook, delay := c.hook, c.signDelay
 	c.mu.Unlock()
-	if hook != nil {
+	if hook != nil || delay > 0 {
 		if sess != nil {
-			sess.release() // Remove must not wait for a hook
+			sess.release() // Remove must not wait for a hook or a slow signature
 		}
+	}
+	if hook != nil {
 		hook()
 	}
+	c.wait(sess, delay)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if sess != nil && c.sess != sess {
@@ -301,6 +345,26 @@ func (c *Card) transmit(apdu []byte, sess *cardSession) []byte {
 	c.counters.Sign++
 	body := tlv(0x7C, tlv(0x82, sig))
 	return c.respond(body, sign.ne)
+}
+
+// wait sleeps d, or less when the card is removed meanwhile (the caller then sees the removal and answers nothing).
+func (c *Card) wait(sess *cardSession, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if sess == nil {
+		time.Sleep(d)
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-sess.gone:
+	}
+}
+
+// isVerifyWithPIN reports a VERIFY command (INS 20) that carries data (a PIN), as opposed to a status query.
+func isVerifyWithPIN(apdu []byte) bool {
+	return len(apdu) > 5 && apdu[1] == 0x20 && apdu[4] > 0
 }
 
 // signRequest is a validated GENERAL AUTHENTICATE waiting for the hook.
@@ -614,6 +678,10 @@ type cardSession struct {
 	done     chan struct{} // closed when the serving goroutine ends
 	released chan struct{} // closed when the goroutine ends or enters a sign hook
 	relOnce  sync.Once
+	gone     chan struct{} // closed by Remove: ends a delay in progress
+	goneOnce sync.Once
 }
+
+func (s *cardSession) leave() { s.goneOnce.Do(func() { close(s.gone) }) }
 
 func (s *cardSession) release() { s.relOnce.Do(func() { close(s.released) }) }

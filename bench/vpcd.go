@@ -33,7 +33,7 @@ func (c *Card) Insert(addr string) error {
 		return fmt.Errorf("%w (in %s)", ErrCardInserted, c.sess.addr)
 	}
 	// Reserve the card while dialling so that two Inserts cannot both succeed.
-	sess := &cardSession{addr: addr, done: make(chan struct{}), released: make(chan struct{})}
+	sess := &cardSession{addr: addr, done: make(chan struct{}), released: make(chan struct{}), gone: make(chan struct{})}
 	c.sess = sess
 	c.mu.Unlock()
 
@@ -72,6 +72,7 @@ func (c *Card) Remove() error {
 	c.sess = nil
 	c.resetState()
 	c.mu.Unlock()
+	sess.leave()
 	sess.conn.Close()
 	<-sess.released
 	return nil

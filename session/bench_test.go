@@ -97,7 +97,13 @@ type fixture struct {
 
 func newFixture(t testing.TB, wrap func(session.Agent) session.Agent) *fixture {
 	t.Helper()
-	b := bench.Start(t)
+	return newFixtureOpt(t, bench.Options{}, wrap)
+}
+
+// newFixtureOpt is newFixture on a bench started with opt (long reader names, slow cards).
+func newFixtureOpt(t testing.TB, opt bench.Options, wrap func(session.Agent) session.Agent) *fixture {
+	t.Helper()
+	b := bench.StartOptions(t, opt)
 	f := &fixture{b: b, events: make(chan session.Event, 256), pool: x509.NewCertPool()}
 	f.pool.AddCert(b.PKI.CA)
 	f.pin.Store(bench.DefaultPIN)
@@ -263,7 +269,15 @@ func TestSeedScenarioUnplugReplug(t *testing.T) {
 
 // A TLS 1.3 server resumes sessions: after a card change the cached session must not be offered again.
 func TestCardChangeDropsTLSSessionCache(t *testing.T) {
-	f := newFixture(t, nil)
+	for _, name := range []string{bench.DefaultFriendlyName, bench.LongFriendlyName} {
+		t.Run(fmt.Sprintf("reader name %d bytes", len(bench.ReaderNames(name)[0])), func(t *testing.T) {
+			testCardChangeDropsTLSSessionCache(t, bench.Options{FriendlyName: name})
+		})
+	}
+}
+
+func testCardChangeDropsTLSSessionCache(t *testing.T, opt bench.Options) {
+	f := newFixtureOpt(t, opt, nil)
 	srv := startTLSServer(t, f.b, tls.VersionTLS13, tls.VersionTLS13)
 	f.insert(t, 0, 0)
 	for i := 0; i < 2; i++ {

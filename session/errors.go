@@ -24,7 +24,8 @@ var (
 	ErrClosed = errors.New("session manager closed")
 )
 
-// CardError tells which card (reader or slot description) and which card generation an error is about.
+// CardError tells which card (its reader when known for sure, else its PKCS#11 slot description) and which card
+// generation an error is about.
 type CardError struct {
 	Reader     string
 	Generation uint64
@@ -36,3 +37,23 @@ func (e *CardError) Error() string {
 }
 
 func (e *CardError) Unwrap() error { return e.Err }
+
+// ErrWrongIdentity: cards are present, but none holds the certificate the account (or --cert) is pinned to: the
+// card in the reader is not the card of this account. A *WrongIdentityError matches it (and ErrNoUsableCertificate).
+var ErrWrongIdentity = errors.New("the card in the reader is not the card of this account")
+
+// WrongIdentityError says which certificate the account is pinned to and which ones the present cards hold (hex
+// SHA-256 fingerprints: public data, no names).
+type WrongIdentityError struct {
+	Want    string
+	Present []string
+}
+
+func (e *WrongIdentityError) Error() string {
+	return fmt.Sprintf("%v: want certificate %s, present %v", ErrWrongIdentity, e.Want, e.Present)
+}
+
+// Is makes errors.Is match ErrWrongIdentity and ErrNoUsableCertificate.
+func (e *WrongIdentityError) Is(target error) bool {
+	return target == ErrWrongIdentity || target == ErrNoUsableCertificate
+}

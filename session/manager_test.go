@@ -138,6 +138,9 @@ func (a *fakeAgent) Sign(_ context.Context, _ uint, _, digest []byte, s token.Sc
 
 func (a *fakeAgent) Close() error { a.Kill(); return nil }
 
+// Done is closed by Kill: a fake has no process to wait for.
+func (a *fakeAgent) Done() <-chan struct{} { return a.stop }
+
 func (a *fakeAgent) Kill() {
 	if !a.killed.Swap(true) {
 		close(a.stop)
@@ -226,13 +229,22 @@ func TestRemovalInvalidatesEverything(t *testing.T) {
 	if prompts.Load() != 2 {
 		t.Errorf("PIN prompts = %d, want 2 (one per card generation)", prompts.Load())
 	}
+	want := []session.EventKind{session.CardInserted, session.LoggedIn, session.CardRemoved, session.CardInserted, session.LoggedIn}
+	// Subscribers are called from the manager's dispatcher goroutine: wait until it has delivered them all.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(events)
+		mu.Unlock()
+		if n >= len(want) {
+			break
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	var kinds []session.EventKind
 	for _, ev := range events {
 		kinds = append(kinds, ev.Kind)
 	}
-	want := []session.EventKind{session.CardInserted, session.LoggedIn, session.CardRemoved, session.CardInserted, session.LoggedIn}
 	if len(kinds) != len(want) {
 		t.Fatalf("events %v, want %v", kinds, want)
 	}

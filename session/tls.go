@@ -23,8 +23,9 @@ import (
 // flattens the signer's error into text and says nothing about the server's CertificateRequest. A Record may be
 // reused for several handshakes; it then describes the last one. Safe for concurrent use.
 type Record struct {
-	mu    sync.Mutex
-	facts HandshakeFacts
+	mu     sync.Mutex
+	facts  HandshakeFacts
+	forget func() // drops the TLS session the last handshake offered
 }
 
 // HandshakeFacts is a snapshot of a Record.
@@ -38,8 +39,10 @@ type HandshakeFacts struct {
 	Signatures     int                   // card signatures made during the handshake
 	VersionCapped  bool                  // TLS 1.2 maximum because the card cannot do RSA-PSS
 	SignErr        error                 // the last error the card signer returned
-	Reader         string
-	Generation     uint64
+	// ResumeOffered: the handshake offered a cached TLS session (a resumption attempt).
+	ResumeOffered bool
+	Reader        string
+	Generation    uint64
 }
 
 // Facts returns a copy of what the record holds.
@@ -50,6 +53,28 @@ func (r *Record) Facts() HandshakeFacts {
 	f.AcceptableCAs = slices.Clone(f.AcceptableCAs)
 	f.ServerSchemes = slices.Clone(f.ServerSchemes)
 	return f
+}
+
+// ForgetResumption drops the cached TLS session the last handshake offered, and reports whether there was one. A
+// dialer whose handshake failed after offering a session calls it, then dials once more with a full handshake:
+// some servers fail every resumption (Dovecot 2.3 with tickets and a long-lived login process answers a fatal
+// internal_error), and browsers retry the same way.
+func (r *Record) ForgetResumption() bool {
+	r.mu.Lock()
+	forget, offered := r.forget, r.facts.ResumeOffered
+	r.forget = nil
+	r.facts.ResumeOffered = false
+	r.mu.Unlock()
+	if forget != nil {
+		forget()
+	}
+	return offered
+}
+
+func (r *Record) setForget(fn func()) {
+	r.mu.Lock()
+	r.forget = fn
+	r.mu.Unlock()
 }
 
 func (r *Record) update(fn func(*HandshakeFacts)) {
@@ -104,38 +129,44 @@ func isVersionRefusal(err error) bool {
 	return strings.Contains(err.Error(), "protocol version not supported")
 }
 
-// sessionCache is a tls.ClientSessionCache bound to one card generation: its entries vanish when the card changes
-// (a resumed TLS session would otherwise keep authenticating as the previous card without touching it).
+// sessionCache holds the TLS sessions of one card generation, by certificate fingerprint and server key: a resumed
+// TLS session would otherwise keep authenticating as the card that made it, without touching any card (a Go server
+// with RequireAndVerifyClientCert resumes with the first handshake's client certificate). Guarded by its mu.
 type sessionCache struct {
 	mu      sync.Mutex
 	entries map[string]*tls.ClientSessionState
 }
 
+// maxCachedSessions bounds one generation's cache.
+const maxCachedSessions = 64
+
+// generationCache is the tls.ClientSessionCache of one TLS config: it reads and writes the cache of the identity's
+// card generation only while that generation is current and is still its card's cache, and files entries under the
+// identity's certificate so another certificate of the same card never resumes them. It tells rec which session it
+// offered, so a failed resumption can be forgotten (Record.ForgetResumption).
 type generationCache struct {
-	m   *Manager
 	id  *Identity
 	own *sessionCache
+	fp  string
+	rec *Record
 }
 
-// cacheFor returns the TLS session cache of id's card generation.
-func (m *Manager) cacheFor(id *Identity) tls.ClientSessionCache {
+// cacheFor returns the TLS session cache view of id's card generation for rec.
+func (m *Manager) cacheFor(id *Identity, fp string, rec *Record) tls.ClientSessionCache {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := m.caches[id.Reader]
-	if c == nil && m.sessions[id.Reader] == id.s {
-		c = &sessionCache{entries: map[string]*tls.ClientSessionState{}}
-		m.caches[id.Reader] = c
+	cd := id.s.card
+	if cd.cache == nil && id.s.current() {
+		cd.cache = &sessionCache{entries: map[string]*tls.ClientSessionState{}}
 	}
-	return &generationCache{m: m, id: id, own: c}
+	return &generationCache{id: id, own: cd.cache, fp: fp, rec: rec}
 }
 
 func (g *generationCache) live() *sessionCache {
-	if g.own == nil || !g.id.Current() {
-		return nil
-	}
-	g.m.mu.Lock()
-	defer g.m.mu.Unlock()
-	if g.m.caches[g.id.Reader] != g.own {
+	m := g.id.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g.own == nil || !g.id.s.current() || g.id.s.card.cache != g.own {
 		return nil
 	}
 	return g.own
@@ -147,8 +178,12 @@ func (g *generationCache) Get(key string) (*tls.ClientSessionState, bool) {
 		return nil, false
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	s, ok := c.entries[key]
+	s, ok := c.entries[g.fp+"|"+key]
+	c.mu.Unlock()
+	if ok {
+		g.rec.update(func(f *HandshakeFacts) { f.ResumeOffered = true })
+		g.rec.setForget(func() { g.Put(key, nil) })
+	}
 	return s, ok
 }
 
@@ -160,13 +195,13 @@ func (g *generationCache) Put(key string, cs *tls.ClientSessionState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cs == nil {
-		delete(c.entries, key)
+		delete(c.entries, g.fp+"|"+key)
 		return
 	}
-	if len(c.entries) >= 64 {
+	if len(c.entries) >= maxCachedSessions {
 		clear(c.entries)
 	}
-	c.entries[key] = cs
+	c.entries[g.fp+"|"+key] = cs
 }
 
 // signatureSchemes lists the TLS schemes the card can produce for its key, strongest first.
@@ -208,7 +243,8 @@ type tokenMechs struct{ pkcs1, pss, ecdsa bool }
 //     whose SupportedSignatureAlgorithms match the token's mechanisms;
 //   - MaxVersion is capped at TLS 1.2 when the key is RSA and the token cannot do RSA-PSS (TLS 1.3 requires PSS);
 //     if base demands TLS 1.3 the result is ErrMechanismUnsupported;
-//   - ClientSessionCache is bound to the card generation and emptied when the card changes.
+//   - ClientSessionCache is bound to the card generation and the certificate, and emptied when the card changes;
+//     a handshake that offered a cached session and failed can drop it with rec.ForgetResumption and retry.
 //
 // Pass handshake errors through rec.Explain to recover the card's own error.
 func (m *Manager) TLSConfig(ctx context.Context, base *tls.Config, sel Selection, rec *Record) (*tls.Config, *Identity, error) {
@@ -247,9 +283,9 @@ func (m *Manager) TLSConfig(ctx context.Context, base *tls.Config, sel Selection
 	rec.update(func(f *HandshakeFacts) {
 		*f = HandshakeFacts{VersionCapped: capped, Reader: id.Reader, Generation: id.Generation}
 	})
-	cfg.ClientSessionCache = m.cacheFor(id)
 	sum := sha256.Sum256(leaf.Raw)
 	fingerprint := hex.EncodeToString(sum[:])
+	cfg.ClientSessionCache = m.cacheFor(id, fingerprint, rec)
 	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		names := make([]string, 0, len(cri.AcceptableCAs))
 		accepted := len(cri.AcceptableCAs) == 0

@@ -48,10 +48,12 @@ func (o *Options) defaults() {
 }
 
 // Client talks to one agent process, which has one PKCS#11 module loaded. All methods are safe for concurrent use;
-// the agent runs PKCS#11 calls one at a time.
+// calls reach the agent one at a time, in turn (the module runs one PKCS#11 call at a time anyway).
 //
-// Every call has a deadline: the ctx's, capped by the per-call timeout of Options. When it passes, the agent is
-// killed and the call returns an *OpError wrapping ErrTokenUnresponsive. Once the agent is dead every call returns
+// Every call has a deadline: the per-call timeout of Options, counted from the moment the call reaches the agent
+// (a signature queued behind others on a slow card does not spend it), capped by the ctx's deadline. When it
+// passes, the agent is killed and the call returns an *OpError wrapping ErrTokenUnresponsive. When the ctx ends
+// while the call still waits for its turn, the call returns an *OpError wrapping ErrBusy and the agent lives on. Once the agent is dead every call returns
 // an *OpError wrapping why: ErrTokenUnresponsive (a deadline passed), ErrAgentKilled (Kill, Close, or a cancelled
 // ctx, which also kills the agent since a PKCS#11 call cannot be interrupted) or ErrAgentExited (the agent died on
 // its own; wraps the exit status). A dead Client stays dead: start a new one. The caller must call Close or Kill.
@@ -62,6 +64,7 @@ type Client struct {
 	conn   *pipeConn
 	rpc    *rpc.Client
 	done   chan struct{}
+	turn   chan struct{} // held by the call the agent is running
 
 	mu      sync.Mutex
 	reason  error // why we killed the agent; nil if it exited by itself
@@ -114,7 +117,8 @@ func StartOptions(ctx context.Context, modulePath string, opt Options) (*Client,
 		outR.Close()
 		return nil, &OpError{Op: "start", Err: err}
 	}
-	c := &Client{opt: opt, module: mod, cmd: cmd, conn: &pipeConn{r: outR, w: inW}, done: make(chan struct{})}
+	c := &Client{opt: opt, module: mod, cmd: cmd, conn: &pipeConn{r: outR, w: inW}, done: make(chan struct{}),
+		turn: make(chan struct{}, 1)}
 	c.rpc = rpc.NewClient(c.conn)
 	go func() {
 		err := cmd.Wait()
@@ -190,7 +194,9 @@ func (c *Client) Close() error {
 	default:
 	}
 	var resp wire.Response
-	err := c.call(context.Background(), "close", "Finalize", c.opt.CloseGrace, &wire.Request{}, &resp)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*c.opt.CloseGrace) // the wait for the turn, then the call
+	err := c.call(ctx, "close", "Finalize", c.opt.CloseGrace, &wire.Request{}, &resp)
+	cancel()
 	c.mu.Lock()
 	if c.reason == nil {
 		c.reason = ErrAgentKilled
@@ -245,6 +251,14 @@ func (c *Client) call(ctx context.Context, op, method string, timeout time.Durat
 	if dead {
 		return c.deadErr(op)
 	}
+	select {
+	case c.turn <- struct{}{}:
+	case <-c.done:
+		return c.deadErr(op)
+	case <-ctx.Done():
+		return &OpError{Op: op, Err: fmt.Errorf("%w: %w", ErrBusy, ctx.Err())}
+	}
+	defer func() { <-c.turn }()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	call := c.rpc.Go(wire.Service+"."+method, req, resp, make(chan *rpc.Call, 1))

@@ -24,6 +24,9 @@ var (
 	ErrAgentExited = errors.New("token agent exited")
 	// ErrAgentKilled: the Client was killed (Kill, Close, or a cancelled context) while or before the call ran.
 	ErrAgentKilled = errors.New("token agent killed")
+	// ErrBusy: the caller's context ended while the call waited for the agent to finish the calls before it; the
+	// call never started and the agent lives on. Wraps the context's error.
+	ErrBusy = errors.New("token busy with other calls")
 	// ErrNoSuchKey: no private key object with the requested CKA_ID on the token.
 	ErrNoSuchKey = errors.New("no private key with this id")
 	// ErrNotLoggedIn: Sign was called for a slot without a successful Login on this Client.

@@ -1,0 +1,141 @@
+package session
+
+import (
+	"cmp"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// EventKind says what happened to a card or the PC/SC service.
+type EventKind int
+
+// Event kinds delivered to subscribers.
+const (
+	CardInserted   EventKind = iota + 1 // a card appeared in Reader
+	CardRemoved                         // the card in Reader left or changed: everything bound to it is gone
+	ReadersChanged                      // a reader appeared or vanished, or the PC/SC service came back
+	ServiceDown                         // the PC/SC service stopped: every card session is gone
+	LoggedIn                            // a login succeeded on the card in Reader
+	SessionEnded                        // a token error ended the card session; the card is still there (new PIN needed)
+)
+
+var eventNames = map[EventKind]string{CardInserted: "card_inserted", CardRemoved: "card_removed",
+	ReadersChanged: "readers_changed", ServiceDown: "service_down", LoggedIn: "logged_in",
+	SessionEnded: "session_ended"}
+
+func (k EventKind) String() string {
+	return cmp.Or(eventNames[k], fmt.Sprintf("EventKind(%d)", int(k)))
+}
+
+// Event is delivered to subscribers after the manager has acted on it (for CardRemoved: after the agents of the
+// ended generations have exited and their tracked connections are closed).
+type Event struct {
+	Kind EventKind
+	// Reader is the PC/SC reader of a reader event; for an event about one card (a PKCS#11 error revealed a change,
+	// a login), the card's reader when known for sure, else its slot description.
+	Reader string
+	// Generation is the card generation that ended (CardRemoved, SessionEnded) or began (LoggedIn); for a reader
+	// event it is set only when exactly one card generation was concerned.
+	Generation uint64
+	// TokenSerial is the card's token serial for LoggedIn.
+	TokenSerial string
+	Err         error // the PKCS#11 error that revealed a change, or the PC/SC error for ServiceDown
+	Time        time.Time
+}
+
+// dispatcher delivers events to subscribers from one goroutine, in the order the manager emitted them. Its queue is
+// unbounded so that emitting never blocks the manager; subscribers must not block (the GUI hands each event to its
+// UI goroutine).
+type dispatcher struct {
+	mu     sync.Mutex
+	queue  []Event
+	wake   chan struct{} // a token when the queue is not empty
+	subs   map[int]func(Event)
+	subSeq int
+	closed bool
+	done   chan struct{} // closed when the goroutine has delivered everything after close
+}
+
+func (d *dispatcher) init() {
+	d.wake = make(chan struct{}, 1)
+	d.subs = map[int]func(Event){}
+	d.done = make(chan struct{})
+	go d.run()
+}
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	for range d.wake {
+		for {
+			d.mu.Lock()
+			if len(d.queue) == 0 {
+				closed := d.closed
+				d.mu.Unlock()
+				if closed {
+					return
+				}
+				break
+			}
+			ev := d.queue[0]
+			d.queue = d.queue[1:]
+			fns := make([]func(Event), 0, len(d.subs))
+			for id := 1; id <= d.subSeq; id++ { // in subscription order
+				if f, ok := d.subs[id]; ok {
+					fns = append(fns, f)
+				}
+			}
+			d.mu.Unlock()
+			for _, f := range fns {
+				f(ev)
+			}
+		}
+	}
+}
+
+func (d *dispatcher) post(ev Event) {
+	d.mu.Lock()
+	if !d.closed {
+		d.queue = append(d.queue, ev)
+	}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close delivers what is queued, then stops the goroutine (bounded: a subscriber stuck in a call cannot hold Close).
+func (d *dispatcher) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-d.done:
+	case <-time.After(agentExitWait):
+	}
+}
+
+// emit queues ev for the subscribers. Callers hold m.mu, so the queue order is the order of the state changes.
+func (m *Manager) emit(ev Event) { m.events.post(ev) }
+
+// Subscribe registers fn to be called after each event, in the order of the events, from one goroutine of the
+// manager's (never the caller's, never concurrently with itself). fn must not block (the GUI hands the event to its
+// UI goroutine). Events emitted before Subscribe are not replayed. The returned func unsubscribes.
+func (m *Manager) Subscribe(fn func(Event)) (unsubscribe func()) {
+	d := &m.events
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.subSeq++
+	id := d.subSeq
+	d.subs[id] = fn
+	return func() {
+		d.mu.Lock()
+		delete(d.subs, id)
+		d.mu.Unlock()
+	}
+}
