@@ -69,6 +69,14 @@ func StartOptions(t testing.TB, opt Options) *Bench {
 	if err := EnsurePCSCDNamed(friendly); err != nil {
 		t.Fatalf("bench: %v", err)
 	}
+	if friendly != DefaultFriendlyName {
+		// Leave the machine's pcscd as other tests (and other checkouts' benches) expect it, before the lock goes.
+		t.Cleanup(func() {
+			if err := EnsurePCSCDNamed(DefaultFriendlyName); err != nil {
+				t.Errorf("bench cleanup: %v", err)
+			}
+		})
+	}
 	opensc, err := OpenSCModule()
 	if err != nil {
 		t.Fatalf("bench: %v", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -138,6 +139,33 @@ func (d *Dialer) newConn(ctx context.Context) *conn {
 		c.rec = new(session.Record)
 	}
 	return c
+}
+
+// retryResumption runs attempt on a new connection state; when it fails in the TLS handshake or just after it (TLS,
+// STARTTLS, greeting or login steps) and that handshake offered a cached TLS session, it drops the session and runs
+// attempt once more, which then makes a full handshake: some servers fail every resumed handshake (Dovecot 2.3 with
+// TLS tickets and a long-lived login process answers "session id context uninitialized" with a fatal
+// internal_error alert, real-world.md), and a resumption must never cost a connection. Card errors and a cancelled
+// ctx are not retried. The trace's Record and Facts then describe the full handshake, so a second failure is
+// classified from it.
+func (d *Dialer) retryResumption(ctx context.Context, attempt func(cn *conn) error) error {
+	cn := d.newConn(ctx)
+	err := attempt(cn)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var se *StepError
+	if !errors.As(err, &se) || !slices.Contains([]string{StepTLS, StepStartTLS, StepGreeting, StepAuth}, se.Step) {
+		return err
+	}
+	var ce *session.CardError
+	if errors.As(err, &ce) || !cn.rec.ForgetResumption() {
+		return err
+	}
+	if cn.tr.Log != nil {
+		cn.tr.Log("-- the server refused to resume the TLS session; retrying once with a full handshake")
+	}
+	return attempt(d.newConn(ctx))
 }
 
 // connect opens the TCP connection to srv.

@@ -503,3 +503,55 @@ func counts(fs []mail.Folder) string {
 	}
 	return b.String()
 }
+
+// A Dovecot with TLS tickets and one long-lived login process fails every resumed handshake. CardMail retries such
+// a handshake once without the cached session, so every round works: 20 rounds in one process (IMAP implicit and
+// STARTTLS, and SMTP submission), each a fresh connection like a mail client that reconnects.
+func TestDovecotThatCannotResume(t *testing.T) {
+	f := newFixture(t, mailsrv.DovecotOptions{LongLivedLogin: true, Messages: 1})
+	const rounds = 20
+	var retries atomic.Int32
+	log := func(line string) {
+		if strings.Contains(line, "refused to resume") {
+			retries.Add(1)
+		}
+	}
+	ok := 0
+	for i := 0; i < rounds; i++ {
+		sec := mail.Implicit
+		if i%2 == 1 {
+			sec = mail.StartTLS
+		}
+		a := f.account(t, sec, mail.AuthAuto)
+		ctx := mail.WithTrace(ctxT(t), &mail.Trace{Log: log})
+		c, err := f.d.IMAP(ctx, a)
+		if err != nil {
+			t.Errorf("round %d (%s): %v", i, sec, err)
+			continue
+		}
+		fs, err := c.Folders(ctx)
+		c.Close()
+		if err != nil || folderNamed(fs, "INBOX") == nil {
+			t.Errorf("round %d (%s): folders %v, %v", i, sec, len(fs), err)
+			continue
+		}
+		ok++
+	}
+	for i := 0; i < 4; i++ {
+		sec := []mail.Security{mail.Implicit, mail.StartTLS}[i%2]
+		ctx := mail.WithTrace(ctxT(t), &mail.Trace{Log: log})
+		if _, err := f.d.SendTest(ctx, f.account(t, sec, mail.AuthAuto), bench.DefaultEmail(bench.AliceName)); err != nil {
+			t.Errorf("send %d (%s): %v", i, sec, err)
+		} else {
+			ok++
+		}
+	}
+	t.Logf("%d/%d rounds ok against a Dovecot that cannot resume; %d handshakes retried without the cached session", ok, rounds+4, retries.Load())
+	// The floor of what was checked: the server really refused resumptions (else this test proves nothing).
+	if retries.Load() == 0 {
+		t.Fatalf("no resumption was refused: the server did not reproduce the quirk\n%s", tail(f.dv.Log(), 20))
+	}
+	if !strings.Contains(f.dv.Log(), "session id context uninitialized") {
+		t.Errorf("Dovecot's log does not show the resumption failure")
+	}
+}

@@ -38,12 +38,24 @@ type IMAPConn struct {
 
 // IMAP connects to a.IMAP, makes the TLS handshake with the card, and logs in (see Auth). The connection is tracked
 // by d.Sessions and closed by it on a card change. Errors are *StepError wrapping the typed cause.
+//
+// A handshake that offered a cached TLS session and failed is retried once with a full handshake (see
+// retryResumption).
 func (d *Dialer) IMAP(ctx context.Context, a Account) (*IMAPConn, error) {
 	if err := a.check(a.IMAP); err != nil {
 		return nil, err
 	}
-	tr := traceOf(ctx)
-	cn := d.newConn(ctx)
+	var ic *IMAPConn
+	err := d.retryResumption(ctx, func(cn *conn) (err error) {
+		ic, err = d.imapOnce(ctx, a, cn)
+		return err
+	})
+	return ic, err
+}
+
+// imapOnce is one connection attempt of IMAP.
+func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, error) {
+	tr := cn.tr
 	// Resolve the card first (no network I/O): an absent card fails here.
 	cfg, err := d.tlsConfig(ctx, a, a.IMAP, cn)
 	if err != nil {

@@ -119,9 +119,19 @@ func newTestMessage(from, to string, now time.Time, body string) (*testMessage, 
 }
 
 // submit sends raw by SMTP submission with the card, returning the login mechanism used.
-func (d *Dialer) submit(ctx context.Context, a Account, from string, to []string, raw []byte) (string, error) {
-	tr := traceOf(ctx)
-	cn := d.newConn(ctx)
+// Like IMAP, a failed resumption is retried once with a full handshake; nothing is retried once the envelope was
+// sent.
+func (d *Dialer) submit(ctx context.Context, a Account, from string, to []string, raw []byte) (mech string, err error) {
+	err = d.retryResumption(ctx, func(cn *conn) (err error) {
+		mech, err = d.submitOnce(ctx, a, cn, from, to, raw)
+		return err
+	})
+	return mech, err
+}
+
+// submitOnce is one connection attempt of submit.
+func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from string, to []string, raw []byte) (string, error) {
+	tr := cn.tr
 	cfg, err := d.tlsConfig(ctx, a, a.SMTP, cn)
 	if err != nil {
 		return "", err

@@ -32,6 +32,10 @@ type DovecotOptions struct {
 	NoFailureDelay bool
 	// NoPostfix starts Dovecot alone: submission then has no relay and Deliver uses LMTP directly.
 	NoPostfix bool
+	// LongLivedLogin runs one long-lived login process per protocol (service_count = 0), a common high-performance
+	// set-up, with TLS tickets left on (no ssl_options = no_ticket): Dovecot 2.3 then fails every resumed handshake
+	// ("session id context uninitialized", a fatal internal_error alert; real-world.md).
+	LongLivedLogin bool
 }
 
 // Dovecot is a running Dovecot started by StartDovecot. Its fields must not be modified. Methods must be called from

@@ -399,8 +399,12 @@ func dovecotConf(d *Dovecot, opt DovecotOptions) string {
 	w("first_valid_uid = %d", MailUID)
 	w("passdb {\n  driver = passwd-file\n  args = %s\n}", filepath.Join(d.Dir, "users"))
 	w("userdb {\n  driver = static\n  args = uid=%d gid=%d home=%s allow_all_users=yes\n}", MailUID, MailGID, filepath.Join(d.Dir, "mail", "%u"))
-	w("service imap-login {\n  inet_listener imap {\n    address = 127.0.0.1\n    port = %s\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = %s\n    ssl = yes\n  }\n}", port(d.IMAP), port(d.IMAPS))
-	w("service submission-login {\n  inet_listener submission {\n    address = 127.0.0.1\n    port = %s\n  }\n  inet_listener submissions {\n    address = 127.0.0.1\n    port = %s\n    ssl = yes\n  }\n}", port(d.Submission), port(d.SubmissionS))
+	login := ""
+	if opt.LongLivedLogin {
+		login = "  service_count = 0\n"
+	}
+	w("service imap-login {\n%s  inet_listener imap {\n    address = 127.0.0.1\n    port = %s\n  }\n  inet_listener imaps {\n    address = 127.0.0.1\n    port = %s\n    ssl = yes\n  }\n}", login, port(d.IMAP), port(d.IMAPS))
+	w("service submission-login {\n%s  inet_listener submission {\n    address = 127.0.0.1\n    port = %s\n  }\n  inet_listener submissions {\n    address = 127.0.0.1\n    port = %s\n    ssl = yes\n  }\n}", login, port(d.Submission), port(d.SubmissionS))
 	w("service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n    port = %s\n  }\n}", port(d.LMTP))
 	relay := d.d.ports[5]
 	w("submission_relay_host = 127.0.0.1")
