@@ -35,6 +35,7 @@ const (
 	ClientCertRejected       Code = "client_cert_rejected"
 	CardAbsent               Code = "card_absent"
 	CardRemoved              Code = "card_removed"
+	CardWrongIdentity        Code = "card_wrong_identity"
 	CardMechanismUnsupported Code = "card_mechanism_unsupported"
 	PINIncorrect             Code = "pin_incorrect"
 	PINLocked                Code = "pin_locked"
@@ -54,7 +55,7 @@ const (
 var All = []Code{OK, DNSError, ConnectRefused, ConnectTimeout, WrongSecurityMode, StartTLSUnavailable,
 	TLSVersionMismatch, CipherMismatch, ServerCertUntrusted, ServerCertHostname, ServerCertExpired, ServerCertRevoked,
 	RevocationUnavailable, ClientCertNotRequested, ClientCertCANotAccepted, ClientCertRequired, ClientCertRejected,
-	CardAbsent, CardRemoved, CardMechanismUnsupported, PINIncorrect, PINLocked, PINCancelled, TokenUnresponsive,
+	CardAbsent, CardRemoved, CardWrongIdentity, CardMechanismUnsupported, PINIncorrect, PINLocked, PINCancelled, TokenUnresponsive,
 	ModuleNotFound, AuthFailed, ProtocolError, NoUsableCertificate, Internal}
 
 // OfCardError returns the code for an error from the card side (packages session and token), or Internal when err
@@ -75,11 +76,13 @@ func OfCardError(err error) Code {
 		return CardAbsent
 	case errors.Is(err, session.ErrCardRemoved), token.CardChanged(err):
 		return CardRemoved
+	case errors.Is(err, session.ErrWrongIdentity):
+		return CardWrongIdentity
 	case errors.Is(err, session.ErrNoUsableCertificate):
 		return NoUsableCertificate
 	case errors.Is(err, session.ErrMechanismUnsupported):
 		return CardMechanismUnsupported
-	case errors.Is(err, token.ErrTokenUnresponsive), errors.Is(err, token.ErrAgentExited):
+	case errors.Is(err, token.ErrTokenUnresponsive), errors.Is(err, token.ErrAgentExited), errors.Is(err, token.ErrBusy):
 		return TokenUnresponsive
 	case errors.Is(err, token.ErrModuleNotFound), errors.Is(err, token.ErrNotPKCS11):
 		return ModuleNotFound
