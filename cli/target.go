@@ -218,7 +218,8 @@ func startCards(ctx context.Context, env Env, module string) *cards {
 	if module == "" {
 		module = os.Getenv(EnvModule)
 	}
-	m := session.New(session.Config{Module: module, PINPrompt: pinPrompt(env)})
+	guard := newPINGuard()
+	m := session.New(session.Config{Module: module, PINPrompt: pinPrompt(env, guard), LoginOutcome: guard.outcome})
 	wctx, cancel := context.WithCancel(ctx)
 	c := &cards{m: m, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(c.done); m.Run(wctx, reader.Watch(wctx)) }()
@@ -264,15 +265,18 @@ func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current
 
 // pinPrompt asks the PIN: from CARDMAIL_PIN when set, else on the terminal without echo (env.Stdin must be a
 // terminal), showing the tries left and asking a confirmation on the final try. The prompt texts go to env.Stderr.
-func pinPrompt(env Env) session.PINPrompt {
+// The PIN from CARDMAIL_PIN is sent only when guard allows it: never on the card's last tries, never again after
+// the card refused a PIN (in this run or an earlier one), so an unattended job cannot lock a card.
+func pinPrompt(env Env, guard *pinGuard) session.PINPrompt {
 	return func(ctx context.Context, req session.PINRequest) ([]byte, error) {
 		if req.PINPad {
 			fmt.Fprintln(env.Stderr, words.T(env.Lang, "cli.pin_prompt", map[string]any{"Token": req.TokenLabel, "Reader": req.Reader}))
 			return nil, nil
 		}
 		if pin, ok := os.LookupEnv(EnvPIN); ok {
-			if req.Refused {
-				return nil, fmt.Errorf("%w: %w", session.ErrPINCancelled, ErrEnvPINRefused)
+			if err := guard.check(req); err != nil {
+				fmt.Fprintln(env.Stderr, envPINWords(env, err))
+				return nil, fmt.Errorf("%w: %w", session.ErrPINCancelled, err)
 			}
 			return []byte(pin), nil
 		}
@@ -303,6 +307,21 @@ func pinPrompt(env Env) session.PINPrompt {
 		}
 		return pin, nil
 	}
+}
+
+// envPINWords explains in the user's language why the PIN from CARDMAIL_PIN was not sent.
+func envPINWords(env Env, err error) string {
+	var refused *EnvPINRefusedError
+	switch {
+	case errors.As(err, &refused):
+		return words.T(env.Lang, "cli.env_pin_refused_before", map[string]any{"Var": EnvPIN,
+			"When": refused.At.Local().Format("2006-01-02 15:04")})
+	case errors.Is(err, ErrEnvPINTriesLow):
+		return words.T(env.Lang, "cli.env_pin_tries_low", map[string]any{"Var": EnvPIN})
+	case errors.Is(err, ErrNoPINMemory):
+		return words.T(env.Lang, "cli.env_pin_no_memory", map[string]any{"Var": EnvPIN})
+	}
+	return words.T(env.Lang, "cli.env_pin_refused", map[string]any{"Var": EnvPIN})
 }
 
 // readSecret prints prompt and reads a line without echo; ctx cancels the wait (the read goroutine ends with the

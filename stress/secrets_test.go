@@ -309,6 +309,9 @@ func TestWrongPINReachesCardOnce(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Each case is a first run: a remembered refusal (TestEnvPINNeverSpendsLastTries in cli) would stop it
+			// from sending the PIN at all.
+			t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 			before := card.Counters()
 			tries := card.TriesLeft()
 			st, out, errOut := runCLI(append(c.args, common...)...)
