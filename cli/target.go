@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,7 +234,10 @@ func (c *cards) stop() {
 }
 
 // selection resolves --token/--cert to a session.Selection. Without either, the manager picks the first usable
-// certificate. --cert is a SHA-256 fingerprint (64 hex digits, colons ignored) or a CKA_ID in hex.
+// certificate (or the profile's pinned one). --cert is a SHA-256 fingerprint (64 hex digits, colons ignored) or a
+// CKA_ID in hex; a CKA_ID or --token is resolved on the cards present at the first round and then pinned to that
+// certificate's fingerprint, so that another person's card never serves a later round. A CKA_ID that several
+// present certificates share is a usage error.
 func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current session.Selection) (session.Selection, error) {
 	want := strings.ToLower(strings.ReplaceAll(f.cert, ":", ""))
 	if f.token == "" && want == "" {
@@ -246,6 +250,7 @@ func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current
 	if err != nil {
 		return session.Selection{}, err
 	}
+	var found []string
 	for _, c := range certs {
 		if f.token != "" && c.TokenLabel != f.token {
 			continue
@@ -257,7 +262,19 @@ func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current
 		if want == "" && !c.Verdict.Usable {
 			continue
 		}
-		return session.Selection{CertSHA256: fp}, nil
+		if !slices.Contains(found, fp) {
+			found = append(found, fp)
+		}
+	}
+	if len(found) > 1 && f.token == "" {
+		// A CKA_ID is the same on every card of a kind (PIV key 9A is 01 on all of them): it cannot pin a person.
+		return session.Selection{}, fmt.Errorf("%w: --cert %s matches %d certificates on the present cards (%s); "+
+			"give the SHA-256 fingerprint of the one to use", errUsage, f.cert, len(found), strings.Join(found, ", "))
+	}
+	if len(found) > 0 {
+		// Pinned from now on: later rounds of --repeat use this certificate, whoever's card is in the reader.
+		f.cert, f.token = found[0], ""
+		return session.Selection{CertSHA256: found[0]}, nil
 	}
 	return session.Selection{}, fmt.Errorf("%w (token %q, cert %q): %w", ErrNoMatchingCertificate, f.token, f.cert,
 		session.ErrNoUsableCertificate)
