@@ -10,13 +10,8 @@ import (
 	"time"
 
 	"github.com/ebfe/scard"
-)
 
-// Names of the two identities Start issues.
-const (
-	AliceName = "Dr Alice Martin"
-	BrunoName = "Dr Bruno Petit"
-	CAName    = "CardMail Test CA"
+	"github.com/cardmail/cardmail/internal/testpki"
 )
 
 // WaitTimeout bounds InsertWait and RemoveWait.
@@ -85,15 +80,15 @@ func StartOptions(t testing.TB, opt Options) *Bench {
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	pki, err := newPKI(t.TempDir(), CAName, keys[0])
+	pki, err := testpki.NewPKIWithKey(t.TempDir(), CAName, keys[0])
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	alice, err := pki.identity(AliceName, IdentityOptions{}, keys[1])
+	alice, err := pki.IdentityWithKey(AliceName, IdentityOptions{}, keys[1])
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}
-	bruno, err := pki.identity(BrunoName, IdentityOptions{}, keys[2])
+	bruno, err := pki.IdentityWithKey(BrunoName, IdentityOptions{}, keys[2])
 	if err != nil {
 		t.Fatalf("bench: %v", err)
 	}

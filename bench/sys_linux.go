@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -22,22 +21,6 @@ func tryFlock(f *os.File) (busy bool, err error) {
 }
 
 func unFlock(f *os.File) { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
-
-// quickAck re-arms TCP_QUICKACK: vpcd writes length and payload separately without TCP_NODELAY, and delayed ACKs
-// then cost ~40 ms per APDU (test-bench.md). Linux resets the flag after use, hence before every read.
-func quickAck(conn net.Conn) {
-	tc, ok := conn.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
-	})
-}
 
 // detach makes cmd start in a new session, so it outlives the test process and its terminal.
 func detach(cmd *exec.Cmd) { cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} }

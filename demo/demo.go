@@ -1,9 +1,11 @@
-// Package demo runs CardMail against the built-in bench: a virtual smart card in the vpcd reader, so that someone
-// without a card sees the whole flow. It needs pcscd with the vpcd driver (the README's demo command installs and
-// starts them) and writes only under the user's cache directory, never into real profiles.
+// Package demo runs CardMail with a virtual smart card in the vpcd reader and an in-process mail server, so that
+// someone without a card sees the whole flow. It needs pcscd with the vpcd driver (the README's demo command installs
+// and starts them); it checks for them but never starts, stops or changes the machine's PC/SC service. It writes only
+// under the user's cache directory, never into real profiles.
 package demo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +14,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/testpki"
+	"github.com/cardmail/cardmail/internal/virtualcard"
 	"github.com/cardmail/cardmail/profile"
 )
 
@@ -23,8 +26,8 @@ const Reader = "127.0.0.1:35963"
 // server and a profile store of its own (under Dir, never the person's real profiles) holding the demo account.
 type Env struct {
 	Dir   string
-	PKI   *bench.PKI
-	Cards [2]*bench.Card
+	PKI   *testpki.PKI
+	Cards [2]*virtualcard.Card
 	Mail  *MailServer
 	Store *profile.Store
 
@@ -33,29 +36,29 @@ type Env struct {
 }
 
 // Start makes sure pcscd runs, loads or creates the demo PKI under the user cache directory and inserts Dr Alice
-// Martin's card (PIN bench.DefaultPIN). Close removes the card.
+// Martin's card (PIN virtualcard.DefaultPIN). Close removes the card.
 func Start() (*Env, error) {
-	if err := bench.EnsurePCSCD(); err != nil {
-		return nil, fmt.Errorf("demo: pc/sc service with the vpcd reader: %w (run `make demo`, which installs and starts it)", err)
+	if err := checkPCSC(context.Background()); err != nil {
+		return nil, err
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		base = os.TempDir()
+		return nil, fmt.Errorf("demo: no user cache directory for the demo's files: %w", err)
 	}
 	dir := filepath.Join(base, "cardmail-demo")
-	pki, err := bench.LoadOrCreatePKI(dir, "CardMail Demo CA")
+	pki, err := testpki.LoadOrCreatePKI(dir, "CardMail Demo CA")
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	e := &Env{Dir: dir, PKI: pki, inserted: -1}
-	for i, name := range []string{bench.AliceName, bench.BrunoName} {
-		id, err := pki.LoadOrCreateIdentity(name, bench.IdentityOptions{})
+	for i, name := range []string{testpki.AliceName, testpki.BrunoName} {
+		id, err := pki.LoadOrCreateIdentity(name, testpki.IdentityOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
-		e.Cards[i] = bench.NewCard(id, bench.CardOptions{})
+		e.Cards[i] = virtualcard.NewCard(id, virtualcard.CardOptions{})
 	}
-	ids := []*bench.Identity{e.Cards[0].Identity(), e.Cards[1].Identity()}
+	ids := []*testpki.Identity{e.Cards[0].Identity(), e.Cards[1].Identity()}
 	if e.Mail, err = StartMailServer(pki, ids...); err != nil {
 		return nil, err
 	}
@@ -72,7 +75,7 @@ func Start() (*Env, error) {
 }
 
 // DemoProfile is the demo account of id on the demo mail server, trusting the demo CA file caFile.
-func DemoProfile(ms *MailServer, caFile string, id *bench.Identity) *profile.Profile {
+func DemoProfile(ms *MailServer, caFile string, id *testpki.Identity) *profile.Profile {
 	server := func(addr string) profile.Server {
 		host, port, _ := net.SplitHostPort(addr)
 		n, _ := strconv.Atoi(port)
@@ -99,7 +102,7 @@ func (e *Env) Insert(i int) error {
 		}
 		e.inserted = -1
 	}
-	if err := e.Cards[i].Insert(Reader); err != nil && !errors.Is(err, bench.ErrCardInserted) {
+	if err := e.Cards[i].Insert(Reader); err != nil && !errors.Is(err, virtualcard.ErrCardInserted) {
 		return err
 	}
 	e.inserted = i

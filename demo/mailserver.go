@@ -20,7 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/testpki"
 )
 
 // MailServer is the demo's in-process mail service on 127.0.0.1, shaped like a health-messaging server: implicit TLS
@@ -35,6 +35,24 @@ type MailServer struct {
 	smtp           *smtp.Server
 	mu             sync.Mutex
 	users          map[string]*imapmemserver.User // by e-mail address
+	observe        func(Handshake)
+}
+
+// Handshake is one TLS handshake the server accepted: when, the e-mail address of the client certificate that
+// authenticated it (for a resumed session: the certificate of the handshake that made the session), and whether it
+// resumed a session.
+type Handshake struct {
+	Time    time.Time
+	Address string
+	Resumed bool
+}
+
+// Observe makes the server call fn after every TLS handshake it accepts (from its connection goroutines; fn must be
+// safe for concurrent use and must not block). Tests use it to check who really authenticated.
+func (s *MailServer) Observe(fn func(Handshake)) {
+	s.mu.Lock()
+	s.observe = fn
+	s.mu.Unlock()
 }
 
 // ErrNoCardCertificate is returned to a client that logs in without a card certificate the server knows.
@@ -42,7 +60,7 @@ var ErrNoCardCertificate = errors.New("demo mail server: no valid card certifica
 
 // StartMailServer starts the demo mail service for ids (each gets a mailbox at its certificate's first e-mail
 // address), with a server certificate from pki. Close stops it.
-func StartMailServer(pki *bench.PKI, ids ...*bench.Identity) (*MailServer, error) {
+func StartMailServer(pki *testpki.PKI, ids ...*testpki.Identity) (*MailServer, error) {
 	srvID, err := pki.ServerCert("127.0.0.1", "localhost")
 	if err != nil {
 		return nil, fmt.Errorf("demo mail server: %w", err)
@@ -57,6 +75,19 @@ func StartMailServer(pki *bench.PKI, ids ...*bench.Identity) (*MailServer, error
 		ClientCAs: clients, MinVersion: tls.VersionTLS12}
 
 	s := &MailServer{users: map[string]*imapmemserver.User{}}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error { // runs for full and resumed handshakes
+		s.mu.Lock()
+		fn := s.observe
+		s.mu.Unlock()
+		if fn != nil && len(cs.PeerCertificates) > 0 {
+			addr := ""
+			if e := cs.PeerCertificates[0].EmailAddresses; len(e) > 0 {
+				addr = strings.ToLower(e[0])
+			}
+			fn(Handshake{Time: time.Now(), Address: addr, Resumed: cs.DidResume})
+		}
+		return nil
+	}
 	for _, id := range ids {
 		if len(id.Cert.EmailAddresses) == 0 {
 			continue

@@ -195,3 +195,23 @@ func TestIcons(t *testing.T) {
 		t.Errorf("cardmail.ico is not an ICO file: %v", err)
 	}
 }
+
+// The shipped binary carries no test code: neither the testing package nor the test bench (which can stop the
+// machine's pcscd) is among the dependencies of the main package.
+func TestShippedBinaryHasNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "..").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("only %d dependencies listed: the check saw too little\n%s", len(deps), out)
+	}
+	for _, d := range deps {
+		if d == "testing" || strings.HasPrefix(d, "testing/") || strings.HasSuffix(d, "/bench") ||
+			strings.Contains(d, "/bench/") || strings.HasSuffix(d, "/fyne/v2/test") {
+			t.Errorf("the shipped binary depends on %s", d)
+		}
+	}
+	t.Logf("%d packages in the shipped binary, none of them test code", len(deps))
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/ebfe/scard"
 
 	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
 )
@@ -187,4 +188,51 @@ func BenchmarkCardChange(b *testing.B) {
 		msf(median(reinsert)-median(afterBare)), float64(sigs)/float64(handshakes),
 		float64(agentRSS)/1024, float64(selfRSS)/1024)
 	// The work measured is the fixed cycle count above: run with -benchtime 1x (make bench does).
+}
+
+// BenchmarkMidSignatureRemoval pulls the card while it signs, 10 times, on the real chain with the 80-byte reader
+// names, and reports the latency from the card leaving to the caller's error (which must be card_removed every
+// time), median and max. Baseline in the same run: when a bare PC/SC watcher saw the same removals (pcscd polls every
+// 400 ms; OpenSC answers a signature on a vanished card with an error, or hangs, inside that window).
+func BenchmarkMidSignatureRemoval(b *testing.B) {
+	f := newFixtureOpt(b, bench.Options{FriendlyName: bench.LongFriendlyName}, nil)
+	srv := startTLSServer(b, f.b, tls.VersionTLS12, tls.VersionTLS12)
+	bare := startBareWatcher(b, f.b.Readers[0])
+	const pulls = 10
+	var toError, toBare []time.Duration
+	for i := 0; i < pulls; i++ {
+		f.insert(b, 0, 0)
+		card := f.b.Cards[0]
+		var once sync.Once
+		var pulled time.Time
+		card.SetSignHook(func() { once.Do(func() { pulled = time.Now(); go card.Remove() }) })
+		// A fresh server name: no cached session, the handshake signs.
+		_, err := f.connect(b, srv.addr, &tls.Config{ServerName: "localhost"}, &session.Record{})
+		got := time.Now()
+		card.SetSignHook(nil)
+		if code := diagnosis.OfCardError(err); code != diagnosis.CardRemoved {
+			b.Fatalf("pull %d: %v (%v), want card_removed", i, code, err)
+		}
+		toError = append(toError, got.Sub(pulled))
+		if err := bench.WaitCard(f.b.Readers[0], false, 5*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		f.b.RemoveWait(b, 0) // the bench's own view of slot 0
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+			if seen := bare.last(false); seen.After(pulled) {
+				toBare = append(toBare, seen.Sub(pulled))
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("bare watcher did not see the removal")
+			}
+		}
+		f.waitEvent(b, session.CardRemoved, f.b.Readers[0])
+	}
+	b.ReportMetric(msf(median(toError)), "ms-removal-to-card_removed-median")
+	b.ReportMetric(msf(slices.Max(toError)), "ms-removal-to-card_removed-max")
+	b.Logf("\n| card pulled mid-signature (%d pulls, 80-byte reader name) | median | max |\n|---|---|---|\n"+
+		"| removal → caller gets card_removed | %.0f ms | %.0f ms |\n"+
+		"| baseline, same run: removal → a bare PC/SC watcher sees it | %.0f ms | %.0f ms |",
+		pulls, msf(median(toError)), msf(slices.Max(toError)), msf(median(toBare)), msf(slices.Max(toBare)))
 }

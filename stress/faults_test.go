@@ -365,16 +365,16 @@ func TestFaultCardPulledMidSignature(t *testing.T) {
 	d.insert(t, 0)
 	d.mustWork(t, "before")
 	var errs []error
-	var took []time.Duration
+	var took []time.Duration // from the card leaving to the caller's error
 	for i := 0; i < rounds; i++ {
 		card := d.b.Cards[0]
 		var once sync.Once
-		card.SetSignHook(func() { once.Do(func() { _ = card.Remove() }) })
+		var pulled time.Time
+		card.SetSignHook(func() { once.Do(func() { pulled = time.Now(); _ = card.Remove() }) })
 		from := d.ev.mark()
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		start := time.Now()
 		err := freshHandshake(ctx, d.m, d.roots, d.ms.IMAPAddr)
-		took = append(took, time.Since(start).Round(time.Millisecond))
+		took = append(took, time.Since(pulled).Round(time.Millisecond))
 		cancel()
 		card.SetSignHook(nil)
 		if err == nil {
@@ -388,9 +388,11 @@ func TestFaultCardPulledMidSignature(t *testing.T) {
 		d.insert(t, 0)
 		d.mustWork(t, "after reinsertion")
 	}
-	n := checkCodes(t, "card pulled mid-signature", errs, diagnosis.CardRemoved, diagnosis.TokenUnresponsive)
-	t.Logf("FAULT card-pulled-mid-signature: %d rounds, errors %v, error after %v; every reinsertion worked; PIN prompts %d",
-		rounds, n, took, d.prompts.Load())
+	n := checkCodes(t, "card pulled mid-signature", errs, diagnosis.CardRemoved)
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	t.Logf("FAULT card-pulled-mid-signature: %d rounds, errors %v, removal → error median %v max %v (all %v); every reinsertion worked; PIN prompts %d",
+		rounds, n, sorted[len(sorted)/2], sorted[len(sorted)-1], took, d.prompts.Load())
 }
 
 // TestFaultBadModule configures a PKCS#11 module path that is missing, a directory, an empty file, a text file and

@@ -8,8 +8,10 @@ package stress_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -228,17 +230,22 @@ func caFile(t testing.TB, b *bench.Bench, dir string) string {
 // recovered through the record, as the mail package does. It may resume a TLS session of the same card generation
 // (no signature); see freshHandshake.
 func handshake(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string) error {
-	return dialCard(ctx, m, roots, addr, false)
+	return dialCard(ctx, m, roots, addr, session.Selection{}, false)
+}
+
+// handshakeAs is handshake with the certificate sel.
+func handshakeAs(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string, sel session.Selection) error {
+	return dialCard(ctx, m, roots, addr, sel, false)
 }
 
 // freshHandshake is handshake without TLS session resumption: the card always signs.
 func freshHandshake(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string) error {
-	return dialCard(ctx, m, roots, addr, true)
+	return dialCard(ctx, m, roots, addr, session.Selection{}, true)
 }
 
-func dialCard(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string, fresh bool) error {
+func dialCard(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string, sel session.Selection, fresh bool) error {
 	rec := &session.Record{}
-	cfg, _, err := m.TLSConfig(ctx, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, session.Selection{}, rec)
+	cfg, _, err := m.TLSConfig(ctx, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}, sel, rec)
 	if err != nil {
 		return err
 	}
@@ -369,4 +376,10 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, token.ErrTokenUnresponsive) ||
 		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// sha256Hex is the lowercase hex SHA-256 of b.
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

@@ -23,10 +23,12 @@ import (
 const (
 	envAgent  = "CARDMAIL_TOKEN_AGENT"  // "1" in the agent process
 	envModule = "CARDMAIL_TOKEN_MODULE" // module path for the agent
-	// envTestHang is read only by the agent and set only by this package's tests: the named agent method
-	// ("Sign", "Slots", ...) sleeps for an hour before doing anything, to test deadlines.
-	envTestHang = "CARDMAIL_TOKEN_TEST_HANG"
 )
+
+// agentHang names an agent method ("Sign", "Slots", ...) that sleeps for an hour before doing anything, to test
+// deadlines. Only this package's test binary sets it (export_test.go, when it runs as an agent): a release binary
+// has no way to make its agent hang.
+var agentHang string
 
 // AgentRequested reports whether this process was started as a token agent (CARDMAIL_TOKEN_AGENT=1). main and
 // every TestMain of a package that starts agents must begin with:
@@ -62,7 +64,7 @@ func ServeAgent(r io.Reader, w io.Writer) error {
 func serveAgent(r io.Reader, w io.Writer, logger *log.Logger) error {
 	a := &agent{
 		module:   os.Getenv(envModule),
-		hang:     os.Getenv(envTestHang),
+		hang:     agentHang,
 		log:      logger,
 		sessions: map[uint]pkcs11.SessionHandle{},
 		keys:     map[string]pkcs11.ObjectHandle{},

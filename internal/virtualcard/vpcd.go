@@ -1,4 +1,4 @@
-package bench
+package virtualcard
 
 import (
 	"encoding/binary"
@@ -19,7 +19,7 @@ type InsertError struct {
 }
 
 func (e *InsertError) Error() string {
-	return fmt.Sprintf("bench: insert card into vpcd at %s: %v", e.Addr, e.Err)
+	return fmt.Sprintf("virtualcard: insert card into vpcd at %s: %v", e.Addr, e.Err)
 }
 func (e *InsertError) Unwrap() error { return e.Err }
 

@@ -1,4 +1,4 @@
-package bench
+package testpki
 
 import (
 	"crypto/x509"
@@ -99,7 +99,18 @@ func TestPKIChains(t *testing.T) {
 }
 
 func TestPKIRevoke(t *testing.T) {
-	_, alice, bruno := unitPKI(t)
+	p1, err := NewPKI(t.TempDir(), CAName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := p1.Identity(AliceName, IdentityOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bruno, err := p1.Identity(BrunoName, IdentityOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p2, err := NewPKI(t.TempDir(), "CRL CA") // a fresh PKI: Revoke is cumulative per PKI value
 	if err != nil {
 		t.Fatal(err)

@@ -1,14 +1,7 @@
-// Package bench is CardMail's hardware-free test bench: a generated test PKI, a virtual PIV card that speaks the
-// vpcd protocol (so pcscd, OpenSC and the app see a real-looking smart card), control of the machine-wide pcscd,
-// and the machine-wide lock that keeps tests using pcscd from running at the same time.
-//
-// The chain under test is
-//
-//	app --ebfe/scard--> pcscd --> vpcd (virtual reader driver) <--TCP 35963/35964-- bench.Card
-//	app --PKCS#11--> opensc-pkcs11.so --> pcscd --> same card
-//
-// Tests normally call Start, which takes the lock, makes sure pcscd runs and prepares two cards.
-package bench
+// Package testpki generates the test and demo PKI: a CA that issues card identities (certificate, RSA key, PEM
+// files) and server certificates, and revokes them in a CRL. It is used by the hardware-free bench, the stress tests
+// and the demo; it never touches a real PKI and its keys are for tests and demonstrations only.
+package testpki
 
 import (
 	"crypto/rand"
@@ -26,6 +19,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+)
+
+// Names of the two people of the bench and the demo, and of their CA.
+const (
+	AliceName = "Dr Alice Martin"
+	BrunoName = "Dr Bruno Petit"
+	CAName    = "CardMail Test CA"
 )
 
 // KeyBits is the size of every RSA key the PKI generates.
@@ -75,12 +75,12 @@ type FileError struct {
 	Err  error
 }
 
-func (e *FileError) Error() string { return fmt.Sprintf("bench: %s %s: %v", e.Op, e.Path, e.Err) }
+func (e *FileError) Error() string { return fmt.Sprintf("testpki: %s %s: %v", e.Op, e.Path, e.Err) }
 func (e *FileError) Unwrap() error { return e.Err }
 
 // ErrNotIssuedByCA is returned (wrapped) by LoadOrCreatePKI/LoadOrCreateIdentity when a stored certificate does not
 // belong to the stored CA.
-var ErrNotIssuedByCA = errors.New("bench: certificate not issued by this CA")
+var ErrNotIssuedByCA = errors.New("testpki: certificate not issued by this CA")
 
 // NewPKI generates a CA whose subject CN is name, creates dir if needed and writes ca.pem and ca.key.pem there.
 // Errors are *FileError for file problems, or wrapped crypto errors.
@@ -89,6 +89,11 @@ func NewPKI(dir string, name string) (*PKI, error) {
 }
 
 // newPKI is NewPKI with an optional pre-generated CA key.
+// NewPKIWithKey is NewPKI with the CA key given (tests reuse keys: RSA generation is the slow part).
+func NewPKIWithKey(dir, name string, key *rsa.PrivateKey) (*PKI, error) {
+	return newPKI(dir, name, key)
+}
+
 func newPKI(dir, name string, key *rsa.PrivateKey) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, &FileError{Path: dir, Op: "write", Err: err}
@@ -96,7 +101,7 @@ func newPKI(dir, name string, key *rsa.PrivateKey) (*PKI, error) {
 	if key == nil {
 		var err error
 		if key, err = rsa.GenerateKey(rand.Reader, KeyBits); err != nil {
-			return nil, fmt.Errorf("bench: generate CA key: %w", err)
+			return nil, fmt.Errorf("testpki: generate CA key: %w", err)
 		}
 	}
 	serial, err := newSerial()
@@ -116,11 +121,11 @@ func newPKI(dir, name string, key *rsa.PrivateKey) (*PKI, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("bench: create CA certificate: %w", err)
+		return nil, fmt.Errorf("testpki: create CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("bench: parse CA certificate: %w", err)
+		return nil, fmt.Errorf("testpki: parse CA certificate: %w", err)
 	}
 	p := &PKI{CA: cert, CAKey: key, CAPEM: certPEM(der), Dir: dir, revoked: map[string]*big.Int{}}
 	keyPEM, err := privateKeyPEM(key)
@@ -168,6 +173,11 @@ func (p *PKI) Identity(name string, opt IdentityOptions) (*Identity, error) {
 }
 
 // identity is Identity with an optional pre-generated key.
+// IdentityWithKey is Identity with the key given.
+func (p *PKI) IdentityWithKey(name string, opt IdentityOptions, key *rsa.PrivateKey) (*Identity, error) {
+	return p.identity(name, opt, key)
+}
+
 func (p *PKI) identity(name string, opt IdentityOptions, key *rsa.PrivateKey) (*Identity, error) {
 	now := time.Now()
 	nb, na := opt.NotBefore, opt.NotAfter
@@ -262,7 +272,7 @@ func (p *PKI) Revoke(serials ...*big.Int) (crlPEM []byte, err error) {
 	}
 	for _, s := range serials {
 		if s == nil {
-			return nil, errors.New("bench: revoke: nil serial")
+			return nil, errors.New("testpki: revoke: nil serial")
 		}
 		p.revoked[s.String()] = new(big.Int).Set(s)
 	}
@@ -279,7 +289,7 @@ func (p *PKI) Revoke(serials ...*big.Int) (crlPEM []byte, err error) {
 		RevokedCertificateEntries: entries,
 	}, p.CA, p.CAKey)
 	if err != nil {
-		return nil, fmt.Errorf("bench: create CRL: %w", err)
+		return nil, fmt.Errorf("testpki: create CRL: %w", err)
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 	if err := writeFile(filepath.Join(p.Dir, crlFile), out, 0o644); err != nil {
@@ -344,7 +354,7 @@ func (p *PKI) issue(name, base string, tmpl *x509.Certificate, key *rsa.PrivateK
 	if key == nil {
 		var err error
 		if key, err = rsa.GenerateKey(rand.Reader, KeyBits); err != nil {
-			return nil, fmt.Errorf("bench: generate key for %q: %w", name, err)
+			return nil, fmt.Errorf("testpki: generate key for %q: %w", name, err)
 		}
 	}
 	serial, err := newSerial()
@@ -355,11 +365,11 @@ func (p *PKI) issue(name, base string, tmpl *x509.Certificate, key *rsa.PrivateK
 	tmpl.SubjectKeyId = keyID(&key.PublicKey)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.CA, &key.PublicKey, p.CAKey)
 	if err != nil {
-		return nil, fmt.Errorf("bench: create certificate for %q: %w", name, err)
+		return nil, fmt.Errorf("testpki: create certificate for %q: %w", name, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("bench: parse certificate for %q: %w", name, err)
+		return nil, fmt.Errorf("testpki: parse certificate for %q: %w", name, err)
 	}
 	keyPEM, err := privateKeyPEM(key)
 	if err != nil {
@@ -379,7 +389,7 @@ func (p *PKI) issue(name, base string, tmpl *x509.Certificate, key *rsa.PrivateK
 func newSerial() (*big.Int, error) {
 	s, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, fmt.Errorf("bench: serial: %w", err)
+		return nil, fmt.Errorf("testpki: serial: %w", err)
 	}
 	return s.Add(s, big.NewInt(1)), nil
 }
@@ -396,7 +406,7 @@ func certPEM(der []byte) []byte {
 func privateKeyPEM(key *rsa.PrivateKey) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("bench: marshal key: %w", err)
+		return nil, fmt.Errorf("testpki: marshal key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }

@@ -1,4 +1,8 @@
-package bench
+// Package virtualcard is a virtual PIV smart card (the NIST SP 800-73-4 subset OpenSC's PIV driver accepts) that
+// speaks the vpcd protocol of vsmartcard: connected to vpcd's TCP port it is a card in pcscd's virtual reader, seen
+// by pcscd, OpenSC and CardMail like a real one. It holds one testpki.Identity and can model a real card's timing
+// (CardOptions.SignDelay, VerifyDelay). The bench drives it in tests; the demo inserts it for people without a card.
+package virtualcard
 
 import (
 	"bytes"
@@ -13,6 +17,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/cardmail/cardmail/internal/testpki"
 )
 
 // DefaultPIN and DefaultTries are the card defaults used when CardOptions leaves them empty.
@@ -46,8 +52,8 @@ const (
 
 // Errors returned by Card methods.
 var (
-	ErrCardInserted    = errors.New("bench: card already inserted")
-	ErrCardNotInserted = errors.New("bench: card not inserted")
+	ErrCardInserted    = errors.New("virtualcard: card already inserted")
+	ErrCardNotInserted = errors.New("virtualcard: card not inserted")
 )
 
 // maxChain bounds the data a chained command may accumulate, so a hostile or buggy host cannot grow memory.
@@ -94,10 +100,10 @@ type CardCounters struct {
 }
 
 // Card is a virtual PIV card (the NIST SP 800-73-4 subset OpenSC's PIV driver accepts, see test-bench.md) holding
-// one Identity in key slot 9A (PIV authentication). It connects to vpcd over TCP: connecting is inserting the card,
+// one testpki.Identity in key slot 9A (PIV authentication). It connects to vpcd over TCP: connecting is inserting the card,
 // closing the socket is removing it. All methods are safe for concurrent use.
 type Card struct {
-	id    *Identity
+	id    *testpki.Identity
 	atr   []byte
 	pin   []byte // 8 bytes, FF-padded
 	max   int
@@ -123,7 +129,7 @@ type Card struct {
 
 // NewCard makes a card holding id's certificate and key in slot 9A. The card is not inserted.
 // A PIN longer than 8 bytes is truncated to 8 (PIV PINs are at most 8 bytes).
-func NewCard(id *Identity, opt CardOptions) *Card {
+func NewCard(id *testpki.Identity, opt CardOptions) *Card {
 	pin := opt.PIN
 	if pin == "" {
 		pin = DefaultPIN
@@ -149,8 +155,8 @@ func NewCard(id *Identity, opt CardOptions) *Card {
 	return c
 }
 
-// Identity returns the identity the card holds.
-func (c *Card) Identity() *Identity { return c.id }
+// testpki.Identity returns the identity the card holds.
+func (c *Card) Identity() *testpki.Identity { return c.id }
 
 // GUID returns the 16-byte card GUID of the CHUID (derived from the certificate, so stable across runs for one
 // certificate and different between cards). OpenSC uses it as the token serial number.
@@ -239,7 +245,7 @@ type command struct {
 	ne               int // expected response length; 256 when absent in a short APDU
 }
 
-var errAPDULength = errors.New("bench: malformed APDU length")
+var errAPDULength = errors.New("virtualcard: malformed APDU length")
 
 func parseAPDU(b []byte) (command, error) {
 	if len(b) < 4 {
@@ -568,7 +574,7 @@ func (c *Card) generalAuthenticate(cmd command) ([]byte, *signRequest) {
 }
 
 // rawRSA computes input^d mod n with the CRT, left-padded to the modulus size.
-func rawRSA(id *Identity, req *signRequest) ([]byte, error) {
+func rawRSA(id *testpki.Identity, req *signRequest) ([]byte, error) {
 	k := id.Key
 	m := new(big.Int).SetBytes(req.input)
 	if m.Cmp(k.N) >= 0 {
@@ -597,7 +603,7 @@ func rawRSA(id *Identity, req *signRequest) ([]byte, error) {
 var testFASCN = []byte{0xD4, 0xE7, 0x39, 0xDA, 0x73, 0x9C, 0xED, 0x39, 0xCE, 0x73, 0x9D, 0x83, 0x68, 0x58, 0x21,
 	0x08, 0x42, 0x10, 0x84, 0x21, 0xC8, 0x42, 0x10, 0xC3, 0xEB}
 
-func cardGUID(id *Identity) []byte {
+func cardGUID(id *testpki.Identity) []byte {
 	h := sha256.Sum256(id.Cert.Raw)
 	g := h[:16:16]
 	g[6] = g[6]&0x0F | 0x40 // RFC 4122 version 4 layout, so it looks like a GUID
@@ -607,7 +613,7 @@ func cardGUID(id *Identity) []byte {
 
 // buildCHUID is the CHUID container (SP 800-73-4 part 1, table 9): FASC-N, GUID, expiration date, empty signature,
 // error detection code.
-func buildCHUID(id *Identity) []byte {
+func buildCHUID(id *testpki.Identity) []byte {
 	return tlv(0x53, concat(
 		tlv(0x30, testFASCN),
 		tlv(0x34, cardGUID(id)),
@@ -619,7 +625,7 @@ func buildCHUID(id *Identity) []byte {
 
 // buildCertObject is the X.509 certificate for PIV authentication container (SP 800-73-4 part 1, table 10):
 // certificate, CertInfo 00 (not compressed), error detection code.
-func buildCertObject(id *Identity) []byte {
+func buildCertObject(id *testpki.Identity) []byte {
 	return tlv(0x53, concat(tlv(0x70, id.Cert.Raw), tlv(0x71, []byte{0x00}), tlv(0xFE, nil)))
 }
 

@@ -1,4 +1,4 @@
-package bench
+package virtualcard
 
 import (
 	"bytes"
@@ -16,30 +16,32 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cardmail/cardmail/internal/testpki"
 )
 
 // testPKI is shared by the unit tests of this package: RSA key generation is the slow part.
 var (
 	testPKIOnce sync.Once
-	testPKIVal  *PKI
-	testAlice   *Identity
-	testBruno   *Identity
+	testPKIVal  *testpki.PKI
+	testAlice   *testpki.Identity
+	testBruno   *testpki.Identity
 	testPKIErr  error
 )
 
-func unitPKI(t testing.TB) (*PKI, *Identity, *Identity) {
+func unitPKI(t testing.TB) (*testpki.PKI, *testpki.Identity, *testpki.Identity) {
 	t.Helper()
 	testPKIOnce.Do(func() {
 		// The files go with the first caller's TempDir; the unit tests only use the PKI in memory.
-		testPKIVal, testPKIErr = NewPKI(t.TempDir(), CAName)
+		testPKIVal, testPKIErr = testpki.NewPKI(t.TempDir(), testpki.CAName)
 		if testPKIErr != nil {
 			return
 		}
-		testAlice, testPKIErr = testPKIVal.Identity(AliceName, IdentityOptions{})
+		testAlice, testPKIErr = testPKIVal.Identity(testpki.AliceName, testpki.IdentityOptions{})
 		if testPKIErr != nil {
 			return
 		}
-		testBruno, testPKIErr = testPKIVal.Identity(BrunoName, IdentityOptions{})
+		testBruno, testPKIErr = testPKIVal.Identity(testpki.BrunoName, testpki.IdentityOptions{})
 	})
 	if testPKIErr != nil {
 		t.Fatalf("unit PKI: %v", testPKIErr)
@@ -509,7 +511,7 @@ func FuzzCardAPDU(f *testing.F) {
 		f.Add(s)
 	}
 	// One self-signed identity: each fuzz worker process builds it, so keep it to one key generation.
-	key, err := rsa.GenerateKey(rand.Reader, KeyBits)
+	key, err := rsa.GenerateKey(rand.Reader, testpki.KeyBits)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -523,7 +525,7 @@ func FuzzCardAPDU(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	alice := &Identity{Name: "Fuzz", Cert: cert, Key: key}
+	alice := &testpki.Identity{Name: "Fuzz", Cert: cert, Key: key}
 	f.Fuzz(func(t *testing.T, apdu []byte) {
 		c := NewCard(alice, CardOptions{})
 		c.Transmit(pinRight)
@@ -549,12 +551,12 @@ func ExampleNewCard() {
 		return
 	}
 	defer os.RemoveAll(dir)
-	pki, err := NewPKI(dir, CAName)
+	pki, err := testpki.NewPKI(dir, testpki.CAName)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	id, err := pki.Identity(AliceName, IdentityOptions{})
+	id, err := pki.Identity(testpki.AliceName, testpki.IdentityOptions{})
 	if err != nil {
 		fmt.Println(err)
 		return
