@@ -75,19 +75,6 @@ func StartMailServer(pki *testpki.PKI, ids ...*testpki.Identity) (*MailServer, e
 		ClientCAs: clients, MinVersion: tls.VersionTLS12}
 
 	s := &MailServer{users: map[string]*imapmemserver.User{}}
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error { // runs for full and resumed handshakes
-		s.mu.Lock()
-		fn := s.observe
-		s.mu.Unlock()
-		if fn != nil && len(cs.PeerCertificates) > 0 {
-			addr := ""
-			if e := cs.PeerCertificates[0].EmailAddresses; len(e) > 0 {
-				addr = strings.ToLower(e[0])
-			}
-			fn(Handshake{Time: time.Now(), Address: addr, Resumed: cs.DidResume})
-		}
-		return nil
-	}
 	for _, id := range ids {
 		if len(id.Cert.EmailAddresses) == 0 {
 			continue
@@ -100,10 +87,10 @@ func StartMailServer(pki *testpki.PKI, ids ...*testpki.Identity) (*MailServer, e
 		s.users[addr] = u
 	}
 
-	if s.imapLn, err = tls.Listen("tcp", "127.0.0.1:0", cfg); err != nil {
+	if s.imapLn, err = s.listen(cfg); err != nil {
 		return nil, fmt.Errorf("demo mail server: %w", err)
 	}
-	if s.smtpLn, err = tls.Listen("tcp", "127.0.0.1:0", cfg); err != nil {
+	if s.smtpLn, err = s.listen(cfg); err != nil {
 		s.imapLn.Close()
 		return nil, fmt.Errorf("demo mail server: %w", err)
 	}
@@ -124,6 +111,50 @@ func StartMailServer(pki *testpki.PKI, ids ...*testpki.Identity) (*MailServer, e
 	go func() { _ = s.imap.Serve(s.imapLn) }()
 	go func() { _ = s.smtp.Serve(s.smtpLn) }()
 	return s, nil
+}
+
+// listen is tls.Listen on 127.0.0.1 that also reports every completed handshake to the observer (Observe).
+func (s *MailServer) listen(cfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return &observingListener{Listener: ln, cfg: cfg, s: s}, nil
+}
+
+// observingListener hands out *tls.Conn server connections (the servers need the type) and, beside the server's
+// own use, waits for each handshake to complete (tls.Conn.Handshake is safe for concurrent use and runs once) to
+// report who it authenticated. A handshake that fails after the client sent its certificate (a card that could not
+// sign) is not reported: only a complete handshake authenticates anyone.
+type observingListener struct {
+	net.Listener
+	cfg *tls.Config
+	s   *MailServer
+}
+
+func (l *observingListener) Accept() (net.Conn, error) {
+	raw, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Server(raw, l.cfg)
+	l.s.mu.Lock()
+	fn := l.s.observe
+	l.s.mu.Unlock()
+	if fn != nil {
+		go func() {
+			if tc.Handshake() != nil { // ends with the server's own handshake, or when the connection closes
+				return
+			}
+			cs := tc.ConnectionState()
+			addr := ""
+			if len(cs.PeerCertificates) > 0 && len(cs.PeerCertificates[0].EmailAddresses) > 0 {
+				addr = strings.ToLower(cs.PeerCertificates[0].EmailAddresses[0])
+			}
+			fn(Handshake{Time: time.Now(), Address: addr, Resumed: cs.DidResume})
+		}()
+	}
+	return tc, nil
 }
 
 // Close stops both servers.
