@@ -69,7 +69,7 @@ func BenchmarkCRLStatus(b *testing.B) {
 			now := time.Now()
 			b.SetBytes(int64(len(c.crl)))
 			for b.Loop() {
-				if s, _ := CRLStatus(c.crl, leaf.cert, ca.cert, now); s.State != Good {
+				if s, _ := CRLStatus(c.crl, leaf.cert, ca.cert, "", now); s.State != Good {
 					b.Fatal(s)
 				}
 			}

@@ -3,8 +3,10 @@ package tlspolicy
 import (
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"sync"
 	"testing"
 	"time"
@@ -97,14 +99,20 @@ func FuzzOCSPStatus(f *testing.F) {
 	})
 }
 
+// fuzzDP is the distribution point the fuzzed CRLs are judged for.
+const fuzzDP = "http://crl.test/fuzz.crl"
+
 func FuzzCRLStatus(f *testing.F) {
 	d := getFuzzPKI(f)
 	f.Add(d.crlGood)
 	f.Add(d.crlRev)
 	f.Add(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: d.crlRev}))
+	f.Add(d.ca.crlWith(f, crlOpts{exts: []pkix.Extension{deltaExt(f, 1)}}))
+	f.Add(d.ca.crlWith(f, crlOpts{exts: []pkix.Extension{idpExt(idpSpec{uris: []string{fuzzDP}, onlyUser: true})}}))
+	f.Add(d.ca.crlWith(f, crlOpts{revoked: []*big.Int{d.cert.SerialNumber}, entryExts: []pkix.Extension{unknownExt(true)}}))
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, rl := CRLStatus(data, d.cert, d.ca.cert, now)
+		s, rl := CRLStatus(data, d.cert, d.ca.cert, fuzzDP, now)
 		switch s.State {
 		case Good, Revoked:
 			if s.Err != nil || rl == nil {
@@ -113,12 +121,35 @@ func FuzzCRLStatus(f *testing.F) {
 			if err := rl.CheckSignatureFrom(d.ca.cert); err != nil {
 				t.Fatalf("definite state from a CRL that does not verify: %v", err)
 			}
+			if err := checkCRLExtensions(rl, d.cert, fuzzDP); err != nil {
+				t.Fatalf("definite state from a CRL refused by its extensions: %v", err)
+			}
 		case Unknown:
 			if s.Err == nil || rl != nil {
 				t.Fatalf("unknown: err %v, list %v", s.Err, rl != nil)
 			}
 		default:
 			t.Fatalf("state %q", s.State)
+		}
+	})
+}
+
+// FuzzParseIDP: the issuingDistributionPoint parser never panics, and what it accepts re-encodes to the same flags.
+func FuzzParseIDP(f *testing.F) {
+	for _, s := range []idpSpec{{uris: []string{fuzzDP}}, {onlyUser: true}, {relative: true, indirect: true}, {someReasons: true, attr: true}} {
+		f.Add(idpExt(s).Value)
+	}
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		idp, err := parseIDP(data)
+		if err != nil {
+			if !errors.Is(err, ErrCRLMalformed) {
+				t.Fatalf("error %v does not wrap ErrCRLMalformed", err)
+			}
+			return
+		}
+		if idp.relativeName && len(idp.uris) > 0 || !idp.named && (idp.relativeName || len(idp.uris) > 0) {
+			t.Fatalf("inconsistent %+v", idp)
 		}
 	})
 }

@@ -3,19 +3,15 @@ package tlspolicy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -74,6 +70,9 @@ type RevocationStatus struct {
 	Reason    int       // RFC 5280 CRLReason, Revoked only
 	Err       error     // Unknown: why (every failed attempt, joined); nil otherwise
 	CacheErr  error     // *CacheError when a valid downloaded CRL could not be cached (the state stands)
+	// Fallback, for a definite answer from the CRL cache: why the CRL downloaded now was not used (its fetch error,
+	// why it was refused, or *CRLRollbackError when the server served an older CRL than the cached one).
+	Fallback error
 }
 
 // RevocationError is returned by VerifyConnection when the revocation status fails the connection. Kind is
@@ -129,9 +128,11 @@ func (e *CacheError) Error() string { return fmt.Sprintf("tlspolicy: CRL cache %
 func (e *CacheError) Unwrap() error { return e.Err }
 
 // Checker finds the revocation status of certificates: stapled OCSP first, then OCSP over HTTP (POST, then GET when
-// the POST is answered with an HTTP error) to the AIA URLs, then the CRL distribution points. Valid CRLs are kept
-// under CacheDir as crl-<hex sha256 of the URL>.der (written atomically: temp file + rename) and used, with Source
-// "crl-cache", when a download fails or is not valid, as long as their nextUpdate has not passed.
+// the POST is answered with an HTTP error) to the AIA URLs, then the CRL distribution points. CRLs are judged by
+// [CRLStatus]. Valid CRLs are kept under CacheDir as crl-<hex sha256 of the URL>.der (written atomically: temp file +
+// rename) and used, with Source "crl-cache", when a download fails or is not valid, as long as their nextUpdate has
+// not passed (MSSanté ECO.1.1.7: keep the last valid CRL). The cache never goes back: a downloaded CRL older than the
+// valid cached one (CRL number, then thisUpdate) neither replaces it nor answers; the cached one answers instead.
 //
 // Set the fields before first use; a Checker is then safe for concurrent use. A nil *Checker behaves like
 // NewChecker("").
@@ -141,6 +142,8 @@ type Checker struct {
 	Now      func() time.Time // clock for freshness checks (time.Now when nil)
 	Budget   time.Duration    // all fetches of one CheckChain (ChainBudget when 0)
 	MaxBytes int64            // size cap (MaxResponseSize when 0)
+
+	cacheMu sync.Mutex // orders CRL cache writes within the process (compare-then-rename)
 }
 
 // NewChecker returns a Checker with the package limits and the CRL cache in cacheDir ("" for none).
@@ -286,124 +289,6 @@ func OCSPStatus(der []byte, cert, issuer *x509.Certificate, now time.Time) Revoc
 	default:
 		return unknown(ErrOCSPUnknown)
 	}
-}
-
-// CRLStatus decides the status of cert from a CRL (DER, or PEM "X509 CRL"): the CRL must be issued and signed by
-// issuer (x509.RevocationList.CheckSignatureFrom), be cert's issuer's CRL, have thisUpdate ≤ now+ClockSkew and a
-// nextUpdate not yet passed. Returns Good or Revoked, or Unknown with the reason in Err; the parsed list is returned
-// when it is valid (for the cache). Source and URL are left to the caller. Never panics on arbitrary bytes.
-func CRLStatus(data []byte, cert, issuer *x509.Certificate, now time.Time) (RevocationStatus, *x509.RevocationList) {
-	unknown := func(err error) (RevocationStatus, *x509.RevocationList) {
-		return RevocationStatus{State: Unknown, Err: err}, nil
-	}
-	if cert == nil || issuer == nil {
-		return unknown(ErrNoIssuer)
-	}
-	der := data
-	if b, _ := pem.Decode(data); b != nil && b.Type == "X509 CRL" {
-		der = b.Bytes
-	}
-	rl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return unknown(fmt.Errorf("tlspolicy: CRL: %w", err))
-	}
-	if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) || !bytes.Equal(cert.RawIssuer, issuer.RawSubject) {
-		return unknown(ErrCRLIssuerMismatch)
-	}
-	if err := rl.CheckSignatureFrom(issuer); err != nil {
-		return unknown(fmt.Errorf("tlspolicy: CRL signature: %w", err))
-	}
-	if rl.ThisUpdate.After(now.Add(ClockSkew)) {
-		return unknown(ErrNotYetValid)
-	}
-	if rl.NextUpdate.IsZero() || now.After(rl.NextUpdate) {
-		return unknown(ErrStale)
-	}
-	for _, e := range rl.RevokedCertificateEntries {
-		if e.SerialNumber != nil && e.SerialNumber.Cmp(cert.SerialNumber) == 0 {
-			return RevocationStatus{State: Revoked, RevokedAt: e.RevocationTime, Reason: e.ReasonCode}, rl
-		}
-	}
-	return RevocationStatus{State: Good}, rl
-}
-
-// checkCRL downloads the CRL at u and decides; on any failure it falls back to the cached CRL of u.
-func (c *Checker) checkCRL(ctx context.Context, u string, cert, issuer *x509.Certificate) RevocationStatus {
-	body, err := c.fetch(ctx, http.MethodGet, u, nil)
-	if err == nil {
-		s, rl := CRLStatus(body, cert, issuer, c.now())
-		s.Source, s.URL = SourceCRL, u
-		if rl != nil {
-			s.CacheErr = c.storeCRL(u, rl.Raw) // the answer stands even when the cache cannot be written
-			return s
-		}
-		err = fmt.Errorf("%s %s: %w", SourceCRL, u, s.Err)
-	} else {
-		err = fmt.Errorf("%s: %w", SourceCRL, err)
-	}
-	cached, cerr := c.loadCRL(u)
-	if cerr != nil {
-		return RevocationStatus{State: Unknown, Source: SourceCRL, URL: u, Err: err}
-	}
-	s, _ := CRLStatus(cached, cert, issuer, c.now())
-	s.Source, s.URL = SourceCRLCache, u
-	if s.State == Unknown {
-		s.Err = errors.Join(err, fmt.Errorf("%s: %w", SourceCRLCache, s.Err))
-	}
-	return s
-}
-
-// CRLCachePath returns the cache file of the CRL at u in dir: crl-<hex sha256 of u>.der.
-func CRLCachePath(dir, u string) string {
-	sum := sha256.Sum256([]byte(u))
-	return filepath.Join(dir, "crl-"+hex.EncodeToString(sum[:])+".der")
-}
-
-func (c *Checker) loadCRL(u string) ([]byte, error) {
-	if c.CacheDir == "" {
-		return nil, os.ErrNotExist
-	}
-	f, err := os.Open(CRLCachePath(c.CacheDir, u))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, c.maxBytes()))
-}
-
-// storeCRL writes der as the cached CRL of u: temp file in the same directory, fsync, rename. An identical cached
-// CRL is left alone (no write, no fsync).
-func (c *Checker) storeCRL(u string, der []byte) error {
-	if c.CacheDir == "" {
-		return nil
-	}
-	path := CRLCachePath(c.CacheDir, u)
-	if old, err := c.loadCRL(u); err == nil && bytes.Equal(old, der) {
-		return nil
-	}
-	if err := os.MkdirAll(c.CacheDir, 0o700); err != nil {
-		return &CacheError{Path: path, Err: err}
-	}
-	f, err := os.CreateTemp(c.CacheDir, ".crl-*.tmp")
-	if err != nil {
-		return &CacheError{Path: path, Err: err}
-	}
-	tmp := f.Name()
-	_, err = f.Write(der)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return &CacheError{Path: path, Err: err}
-	}
-	return nil
 }
 
 func (c *Checker) maxBytes() int64 {

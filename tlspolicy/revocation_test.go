@@ -172,7 +172,7 @@ func TestCRLStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, rl := CRLStatus(tt.data, tt.cert, ca.cert, tt.now)
+			s, rl := CRLStatus(tt.data, tt.cert, ca.cert, "http://crl.test/ca.crl", tt.now)
 			if s.State != tt.state || (rl != nil) != (tt.state != Unknown) {
 				t.Fatalf("state %q (%v), list %v; want %q", s.State, s.Err, rl != nil, tt.state)
 			}
