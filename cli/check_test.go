@@ -90,7 +90,7 @@ func contractKeys(t *testing.T, m map[string]any) {
 	}
 	want := map[string][]string{
 		"":       {"card", "code", "message", "ok", "remedy", "server", "steps", "tls"},
-		"tls":    {"acceptable_cas", "cipher_suite", "client_cert_requested", "client_cert_sent", "server_chain", "signature_scheme", "version"},
+		"tls":    {"acceptable_cas", "cipher_suite", "client_cert_requested", "client_cert_sent", "server_chain", "signature_scheme", "trust_anchor", "version"},
 		"server": {"capabilities", "greeting"},
 		"card":   {"cert_sha256", "reader", "token"},
 	}

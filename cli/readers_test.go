@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -21,7 +22,14 @@ func TestMain(m *testing.M) {
 	if token.AgentRequested() {
 		os.Exit(token.RunAgent())
 	}
-	os.Exit(m.Run())
+	cleanup, err := useTestSystemRoots()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cli tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // run runs a subcommand with captured output.

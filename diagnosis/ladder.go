@@ -539,6 +539,7 @@ func (r *run) collect() {
 		t.ClientCertSent = &s
 	}
 	t.SignatureScheme = hf.Scheme
+	t.TrustAnchor, t.Trusted = anchorFacts(snap.Anchor), trusted(r.t.Account.Policy)
 }
 
 func (r *run) close() {

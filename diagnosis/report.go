@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardmail/cardmail/tlspolicy"
 	"github.com/cardmail/cardmail/version"
 	"github.com/cardmail/cardmail/words"
 )
@@ -52,6 +53,53 @@ type TLSFacts struct {
 	AcceptableCAs       []string    `json:"acceptable_cas"`
 	ClientCertSent      *string     `json:"client_cert_sent"` // hex SHA-256 of the card certificate sent, or null
 	SignatureScheme     string      `json:"signature_scheme"` // the scheme the card signed with
+	// TrustAnchor is the anchor the verified server chain ends at, and where CardMail got it; null when no chain
+	// was verified.
+	TrustAnchor *AnchorFacts `json:"trust_anchor"`
+	// Trusted lists what the policy trusted, for the text report: "system roots", the bundled IGC-Santé roots and
+	// each CA file the profile names (not in the JSON).
+	Trusted []string `json:"-"`
+}
+
+// AnchorFacts names a trust anchor and its origin: Source "igc_sante" (a root bundled in CardMail), "ca_file" (a
+// CA file the profile or --ca names explicitly; Path is that file) or "system" (the operating system's roots).
+type AnchorFacts struct {
+	Source  string `json:"source"`
+	Path    string `json:"path,omitempty"`
+	Subject string `json:"subject"`
+	SHA256  string `json:"sha256"`
+}
+
+// anchorFacts describes the anchor of a verified chain; nil when there is none.
+func anchorFacts(a tlspolicy.Anchor) *AnchorFacts {
+	if a.Cert == nil {
+		return nil
+	}
+	sum := sha256.Sum256(a.Cert.Raw)
+	path := a.Path
+	if a.Source == tlspolicy.AnchorBundled {
+		path = "" // an embedded file name means nothing to IT
+	}
+	return &AnchorFacts{Source: string(a.Source), Path: path, Subject: a.Cert.Subject.String(), SHA256: hex.EncodeToString(sum[:])}
+}
+
+// trusted lists the trust of policy p for the text report.
+func trusted(p *tlspolicy.Policy) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	if p.SystemRoots {
+		out = append(out, "system roots")
+	}
+	for _, a := range p.Anchors() {
+		s := string(a.Source) + ": " + a.Cert.Subject.String()
+		if a.Source == tlspolicy.AnchorCAFile {
+			s = string(a.Source) + " " + a.Path + ": " + a.Cert.Subject.String()
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // ServerFacts is what the server said about itself.
@@ -157,6 +205,16 @@ func (r *Report) Text() string {
 		sent = *t.ClientCertSent
 	}
 	fmt.Fprintf(&b, "  client_cert_sent: %s\n  signature_scheme: %s\n", sent, orDash(t.SignatureScheme))
+	if a := t.TrustAnchor; a != nil {
+		where := a.Source
+		if a.Path != "" {
+			where += " " + a.Path
+		}
+		fmt.Fprintf(&b, "  trust_anchor: %s: %s sha256=%s\n", where, a.Subject, a.SHA256)
+	}
+	for _, s := range t.Trusted {
+		fmt.Fprintf(&b, "  trusted: %s\n", s)
+	}
 	fmt.Fprintf(&b, "\nserver:\n  greeting: %s\n  capabilities: %s\n", orDash(r.Server.Greeting),
 		orDash(strings.Join(r.Server.Capabilities, " ")))
 	fmt.Fprintf(&b, "\ncard:\n  reader: %s\n  token: %s\n  cert_sha256: %s\n", orDash(r.Card.Reader),

@@ -25,6 +25,7 @@ type Facts struct {
 	ChainRevocation      []RevocationStatus // one per checked certificate, leaf first
 	VerifyErr            error              // the error VerifyConnection returned (*CipherError, *RevocationError) or nil
 	Verified             bool               // VerifyConnection ran: Go accepted the chain and host name
+	Anchor               Anchor             // the trust anchor the verified chain ends at, and where it comes from
 }
 
 // FactsSnapshot is a copy of Facts without the lock.
@@ -37,6 +38,7 @@ type FactsSnapshot struct {
 	ChainRevocation      []RevocationStatus
 	VerifyErr            error
 	Verified             bool
+	Anchor               Anchor
 }
 
 // Snapshot returns a copy of the facts (slices copied; certificates shared, they are immutable). A nil *Facts gives
@@ -57,6 +59,7 @@ func (f *Facts) Snapshot() FactsSnapshot {
 		ChainRevocation: slices.Clone(f.ChainRevocation),
 		VerifyErr:       f.VerifyErr,
 		Verified:        f.Verified,
+		Anchor:          f.Anchor,
 	}
 }
 
@@ -69,7 +72,7 @@ func (f *Facts) Reset() {
 	defer f.mu.Unlock()
 	f.Version, f.CipherSuite, f.ServerName = 0, 0, ""
 	f.ServerChain, f.OCSPStapled, f.Revocation, f.ChainRevocation = nil, false, RevocationStatus{}, nil
-	f.VerifyErr, f.Verified = nil, false
+	f.VerifyErr, f.Verified, f.Anchor = nil, false, Anchor{}
 }
 
 // RecordError keeps what a failed handshake error tells about the server when VerifyConnection never ran: the
@@ -101,7 +104,16 @@ func (f *Facts) record(cs tls.ConnectionState) {
 	}
 	f.OCSPStapled = len(cs.OCSPResponse) > 0
 	f.Verified = true
-	f.Revocation, f.ChainRevocation, f.VerifyErr = RevocationStatus{}, nil, nil
+	f.Revocation, f.ChainRevocation, f.VerifyErr, f.Anchor = RevocationStatus{}, nil, nil, Anchor{}
+}
+
+func (f *Facts) setAnchor(a Anchor) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Anchor = a
 }
 
 func (f *Facts) setVerifyErr(err error) {

@@ -4,9 +4,17 @@
 //
 // Two policies exist. "default" allows TLS 1.2 and 1.3 with Go's default cipher suites and trusts the system roots
 // plus the profile's CA files; revocation is checked when the certificate names a source, and an unknown status never
-// fails the connection. "mssante" follows the French secure health messaging rules: TLS 1.2 only, cipher suites
-// 0xC030 (ECDHE-RSA-AES256-GCM-SHA384) and 0xC02F (ECDHE-RSA-AES128-GCM-SHA256), trust = system roots + bundled
-// IGC-Santé roots + CA files, and revocation must be proven (good) for every checked certificate.
+// fails the connection. "mssante" follows the French secure health messaging rules (Référentiel #2 "Clients de
+// messageries", ANS): TLS 1.2 only (ECO.1.1.2), cipher suites 0xC030 (ECDHE-RSA-AES256-GCM-SHA384) and 0xC02F
+// (ECDHE-RSA-AES128-GCM-SHA256) (ECO.1.1.3), trust = the IGC-Santé roots bundled in CardMail plus the CA files the
+// profile names explicitly, never the system roots (ECO.1.1.10: IGC-Santé is the only authority allowed), and
+// revocation must be proven (good) for every checked certificate (ECO.1.1.6, ECO.1.1.7).
+//
+// The bundled roots (assets/roots, see [BundledRoots]) are the IGC-Santé root that anchors the certificates of
+// MSSanté operators' servers: AC RACINE IGC-SANTE ELEMENTAIRE, which certifies AC IGC-SANTE ELEMENTAIRE
+// ORGANISATIONS, the issuing authority of the IGC-Santé "SERV SSL" server certificates. Every verified connection
+// records which anchor its chain ends at and where that anchor comes from ([Anchor]), so that a report tells a
+// chain anchored in a CA file the profile added from one anchored in the bundled roots.
 //
 // The MSSanté rules also list 0xC028 (ECDHE-RSA-AES256-CBC-SHA384) and 0xC027 (ECDHE-RSA-AES128-CBC-SHA256): Go does
 // not implement 0xC028 at all and offers 0xC027 only among its "insecure" suites, so the mssante policy offers the two
@@ -18,6 +26,7 @@
 package tlspolicy
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -36,7 +45,8 @@ type Name string
 const (
 	// Default: TLS 1.2–1.3, Go's default suites, system roots + CA files, revocation best effort.
 	Default Name = "default"
-	// MSSante: TLS 1.2 only, suites 0xC030 and 0xC02F, system + IGC-Santé roots + CA files, revocation required.
+	// MSSante: TLS 1.2 only, suites 0xC030 and 0xC02F, bundled IGC-Santé roots + CA files (no system roots),
+	// revocation required.
 	MSSante Name = "mssante"
 )
 
@@ -93,16 +103,37 @@ type Policy struct {
 	Name                   Name
 	MinVersion, MaxVersion uint16         // default: 1.2..1.3; mssante: 1.2..1.2
 	CipherSuites           []uint16       // nil = Go's defaults; mssante: 0xC030, 0xC02F
-	Roots                  *x509.CertPool // system roots + bundled roots for mssante + CAFiles
+	Roots                  *x509.CertPool // default: system roots + CAFiles; mssante: bundled IGC-Santé roots + CAFiles
 	CAFiles                []string
+	SystemRoots            bool // Roots include the system's roots (default: true; mssante: false)
 	RequireRevocation      bool // mssante: true
 
 	// Revocation checks server certificates; New sets it up with cacheDir. Tests may adjust its fields before use.
 	Revocation *Checker
+
+	anchors []Anchor // the bundled and CA file anchors, in the order they were added (see Anchors)
 }
 
-// New returns the policy called name, trusting the system roots, the bundled IGC-Santé roots (mssante only) and every
-// certificate of caFiles. CRLs are cached under cacheDir ("" disables the cache).
+// AnchorSource says where a trust anchor comes from.
+type AnchorSource string
+
+// The anchor sources.
+const (
+	AnchorSystem  AnchorSource = "system"    // the operating system's roots (default policy)
+	AnchorBundled AnchorSource = "igc_sante" // an IGC-Santé root bundled in CardMail (mssante policy)
+	AnchorCAFile  AnchorSource = "ca_file"   // a CA file the profile (or --ca) names explicitly
+)
+
+// Anchor is a trust anchor and where it comes from.
+type Anchor struct {
+	Source AnchorSource
+	Path   string            // the CA file (AnchorCAFile) or the bundled file name (AnchorBundled)
+	Cert   *x509.Certificate // the anchor certificate (for AnchorSystem: the system root the chain ended at)
+}
+
+// New returns the policy called name: "default" trusts the system roots and every certificate of caFiles;
+// "mssante" trusts the bundled IGC-Santé roots and every certificate of caFiles, and not the system roots. CRLs are
+// cached under cacheDir ("" disables the cache).
 //
 // Errors: ErrUnknownPolicy (wrapped) for an unknown name; *CAFileError{Path, Err} for a CA file that is unreadable,
 // holds no certificate, holds something else than certificates, or holds a non-CA certificate; *RootsError when the
@@ -114,28 +145,27 @@ func New(name Name, caFiles []string, cacheDir string) (*Policy, error) {
 		CAFiles:    slices.Clone(caFiles),
 		Revocation: NewChecker(cacheDir),
 	}
+	pool := x509.NewCertPool()
 	switch name {
 	case Default:
 		p.MaxVersion = tls.VersionTLS13
+		p.SystemRoots = true
+		sys, err := x509.SystemCertPool()
+		if err != nil {
+			return nil, &RootsError{What: "system", Err: err}
+		}
+		pool = sys
 	case MSSante:
 		p.MaxVersion = tls.VersionTLS12
 		p.CipherSuites = slices.Clone(MSSanteCipherSuites)
 		p.RequireRevocation = true
-	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		return nil, &RootsError{What: "system", Err: err}
-	}
-	if name == MSSante {
-		certs, err := BundledRoots()
+		bundled, err := bundledAnchors()
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range certs {
-			pool.AddCert(c)
-		}
+		p.anchors = bundled
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	for _, path := range caFiles {
 		certs, err := LoadCAFile(path)
@@ -143,22 +173,63 @@ func New(name Name, caFiles []string, cacheDir string) (*Policy, error) {
 			return nil, err
 		}
 		for _, c := range certs {
-			pool.AddCert(c)
+			p.anchors = append(p.anchors, Anchor{Source: AnchorCAFile, Path: path, Cert: c})
 		}
+	}
+	for _, a := range p.anchors {
+		pool.AddCert(a.Cert)
 	}
 	p.Roots = pool
 	return p, nil
 }
 
+// Anchors returns the anchors the policy adds to or instead of the system roots: the bundled IGC-Santé roots
+// (mssante), then the certificates of each CA file. The system roots are not listed (see SystemRoots).
+func (p *Policy) Anchors() []Anchor { return slices.Clone(p.anchors) }
+
+// AnchorOf says where the trust anchor c (the last certificate of a verified chain) comes from: a CA file or a
+// bundled root of this policy (matched by the SHA-256 of its DER; a CA file wins over the same bundled root), else
+// the system roots when the policy trusts them. ok is false when c is none of the policy's anchors.
+func (p *Policy) AnchorOf(c *x509.Certificate) (a Anchor, ok bool) {
+	if c == nil {
+		return Anchor{}, false
+	}
+	sum := sha256.Sum256(c.Raw)
+	for _, x := range p.anchors {
+		if sha256.Sum256(x.Cert.Raw) == sum && (!ok || x.Source == AnchorCAFile) {
+			a, ok = x, true
+		}
+	}
+	if !ok && p.SystemRoots {
+		a, ok = Anchor{Source: AnchorSystem, Cert: c}, true
+	}
+	return a, ok
+}
+
+// bundledRoots is where BundledRoots reads; tests replace it.
+var bundledRoots fs.FS = assets.Roots
+
 // BundledRoots returns the IGC-Santé roots embedded in the binary (assets.Roots, roots/*.pem), checked like CA files.
 func BundledRoots() ([]*x509.Certificate, error) {
-	names, err := fs.Glob(assets.Roots, "roots/*.pem")
+	anchors, err := bundledAnchors()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*x509.Certificate, len(anchors))
+	for i, a := range anchors {
+		out[i] = a.Cert
+	}
+	return out, nil
+}
+
+func bundledAnchors() ([]Anchor, error) {
+	names, err := fs.Glob(bundledRoots, "roots/*.pem")
 	if err != nil {
 		return nil, &RootsError{What: "bundled", Err: err}
 	}
-	var all []*x509.Certificate
+	var all []Anchor
 	for _, n := range names {
-		data, err := fs.ReadFile(assets.Roots, n)
+		data, err := fs.ReadFile(bundledRoots, n)
 		if err != nil {
 			return nil, &RootsError{What: n, Err: err}
 		}
@@ -166,7 +237,9 @@ func BundledRoots() ([]*x509.Certificate, error) {
 		if err != nil {
 			return nil, &RootsError{What: n, Err: err}
 		}
-		all = append(all, certs...)
+		for _, c := range certs {
+			all = append(all, Anchor{Source: AnchorBundled, Path: n, Cert: c})
+		}
 	}
 	if len(all) == 0 {
 		return nil, &RootsError{What: "bundled", Err: ErrNoCertificate}
@@ -197,6 +270,11 @@ func (p *Policy) Base(serverName string, facts *Facts) *tls.Config {
 // verifyConnection is the VerifyConnection callback of Base.
 func (p *Policy) verifyConnection(cs tls.ConnectionState, facts *Facts) error {
 	facts.record(cs)
+	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
+		chain := cs.VerifiedChains[0]
+		a, _ := p.AnchorOf(chain[len(chain)-1])
+		facts.setAnchor(a)
+	}
 	if err := p.CheckSuite(cs.CipherSuite); err != nil {
 		facts.setVerifyErr(err)
 		return err
