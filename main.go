@@ -60,7 +60,9 @@ func runGUI(ctx context.Context, withDemo bool) int {
 	go m.Run(ctx, reader.Watch(ctx))
 	opt.Cards = gui.Cards{Manager: m}
 	if storeErr == nil {
-		svc := accounts.New(m, accounts.DefaultDirs(), 0)
+		dirs, err := accounts.DefaultDirs() // no per-user cache: no CRL cache, and the window says so
+		opt.CacheErr = err
+		svc := accounts.New(m, dirs, 0)
 		defer svc.Close()
 		opt.Store, opt.Mail = store, svc
 	} else {

@@ -5,6 +5,7 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,25 +35,40 @@ type Service struct {
 	policies map[string]*tlspolicy.Policy // by policy name + CA files
 }
 
-// Dirs are where the service keeps its state: CRL cache and outbox. Both are created on first use.
+// Dirs are where the service keeps its state. The directories are created on first use.
 type Dirs struct {
-	Cache  string // CRL cache (tlspolicy)
-	Outbox string // messages a test send could not deliver
+	Cache string // CRL cache (tlspolicy); "" keeps no cache
 }
 
-// DefaultDirs returns the per-user directories (os.UserCacheDir()/cardmail/...).
-func DefaultDirs() Dirs {
+// ErrNoUserCacheDir: the system gives this user no cache directory of their own (os.UserCacheDir fails: on Unix
+// neither $XDG_CACHE_HOME nor $HOME is set; on Windows %LocalAppData% is not). CardMail then keeps no cache rather
+// than fall back to a directory other users share.
+var ErrNoUserCacheDir = errors.New("accounts: no per-user cache directory")
+
+// CacheDirError reports why there is no per-user cache directory. It unwraps to ErrNoUserCacheDir and to the
+// operating system's reason.
+type CacheDirError struct{ Err error }
+
+func (e *CacheDirError) Error() string { return fmt.Sprintf("%v: %v", ErrNoUserCacheDir, e.Err) }
+
+// Unwrap returns ErrNoUserCacheDir and the cause.
+func (e *CacheDirError) Unwrap() []error { return []error{ErrNoUserCacheDir, e.Err} }
+
+// DefaultDirs returns the per-user directories (os.UserCacheDir()/cardmail/...). When the user has no cache
+// directory it returns empty Dirs (no cache kept) and a *CacheDirError: callers go on without a cache and tell the
+// person (the health-messaging policy then cannot keep the last valid CRL).
+func DefaultDirs() (Dirs, error) {
 	base, err := os.UserCacheDir()
 	if err != nil {
-		base = os.TempDir()
+		return Dirs{}, &CacheDirError{Err: err}
 	}
-	return Dirs{Cache: filepath.Join(base, "cardmail", "crl"), Outbox: filepath.Join(base, "cardmail", "outbox")}
+	return Dirs{Cache: filepath.Join(base, "cardmail", "crl")}, nil
 }
 
 // New returns a service that logs in with the cards of sessions. keepAlive is the NOOP period of the pooled IMAP
 // connections (0: mail's default).
 func New(sessions *session.Manager, dirs Dirs, keepAlive time.Duration) *Service {
-	d := &mail.Dialer{Sessions: sessions, OutboxDir: dirs.Outbox}
+	d := &mail.Dialer{Sessions: sessions}
 	return &Service{sessions: sessions, dialer: d, pool: mail.NewPool(d, keepAlive), cacheDir: dirs.Cache,
 		policies: map[string]*tlspolicy.Policy{}}
 }
@@ -134,8 +150,8 @@ func (s *Service) Headers(ctx context.Context, p *profile.Profile, folder string
 	return s.pool.Headers(ctx, a, folder, page, pageSize)
 }
 
-// SendTest sends the test message to the profile's own address; body is the text in the person's language. A
-// message that could not be sent is kept in the outbox for RetryOutbox.
+// SendTest sends the test message to the profile's own address; body is the text in the person's language. A test
+// message that fails is a failed test: it is not kept and not sent again (see mail.Dialer.SendTest).
 func (s *Service) SendTest(ctx context.Context, p *profile.Profile, body string) (*mail.Sent, error) {
 	a, err := s.Account(p)
 	if err != nil {

@@ -19,7 +19,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account()
+	acct, err := tf.account(env)
 	if err != nil {
 		return usageError(env, err)
 	}

@@ -41,7 +41,7 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account()
+	acct, err := tf.account(env)
 	if err != nil {
 		return usageError(env, err)
 	}

@@ -29,7 +29,9 @@ type sentJSON struct {
 	Date      string         `json:"date,omitempty"`
 	Size      int            `json:"size"`
 	Mechanism string         `json:"mechanism,omitempty"`
-	Outbox    string         `json:"outbox,omitempty"`
+	// Unconfirmed: the server received the whole message but the connection failed before it answered; the message
+	// may still arrive (look before sending another).
+	Unconfirmed bool `json:"unconfirmed,omitempty"`
 }
 
 // runSendTest is `cardmail send-test [target flags] --to ADDR`: one small test message through the production SMTP
@@ -42,7 +44,7 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account()
+	acct, err := tf.account(env)
 	if err != nil {
 		return usageError(env, err)
 	}
@@ -69,9 +71,12 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 		Remedy: words.Remedy(env.Lang, code), To: []string{}}
 	if err != nil {
 		out.Detail = err.Error()
+		if out.Unconfirmed = errors.Is(err, mail.ErrDeliveryUnconfirmed); out.Unconfirmed {
+			out.Message = words.T(env.Lang, "sendtest.unconfirmed", nil)
+		}
 	}
 	if sent != nil {
-		out.MessageID, out.From, out.Size, out.Mechanism, out.Outbox = sent.MessageID, sent.From, sent.Size, sent.Mechanism, sent.Outbox
+		out.MessageID, out.From, out.Size, out.Mechanism = sent.MessageID, sent.From, sent.Size, sent.Mechanism
 		out.To = append(out.To, sent.To...)
 		if !sent.Date.IsZero() {
 			out.Date = sent.Date.UTC().Format(time.RFC3339)

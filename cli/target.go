@@ -92,11 +92,12 @@ func addTargetFlags(fs *flag.FlagSet, withRepeat bool) *targetFlags {
 }
 
 // account builds the account the flags describe. Errors wrap errUsage (exit 2), except CA file problems, which are
-// returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file).
-func (f *targetFlags) account() (mail.Account, error) {
+// returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a per-user cache
+// directory it says so on env.Stderr and goes on without a CRL cache.
+func (f *targetFlags) account(env Env) (mail.Account, error) {
 	var a mail.Account
 	if f.profile != "" {
-		return f.profileAccount()
+		return f.profileAccount(env)
 	}
 	if f.imap == "" && f.smtp == "" {
 		return a, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
@@ -134,7 +135,7 @@ func (f *targetFlags) account() (mail.Account, error) {
 	}
 	a.Address = f.user
 	a.Password = os.Getenv(EnvPassword)
-	if a.Policy, err = tlspolicy.New(tlspolicy.Name(f.policy), f.ca, accounts.DefaultDirs().Cache); err != nil {
+	if a.Policy, err = tlspolicy.New(tlspolicy.Name(f.policy), f.ca, cacheDir(env)); err != nil {
 		if errors.Is(err, tlspolicy.ErrUnknownPolicy) {
 			return a, fmt.Errorf("%w: --tls-policy %q: want default or mssante", errUsage, f.policy)
 		}
@@ -145,7 +146,7 @@ func (f *targetFlags) account() (mail.Account, error) {
 
 // profileAccount loads the saved profile --profile names (user profiles, then the system presets IT deployed).
 // It cannot be combined with the flags that describe an account; --module still overrides the profile's module.
-func (f *targetFlags) profileAccount() (mail.Account, error) {
+func (f *targetFlags) profileAccount(env Env) (mail.Account, error) {
 	if f.imap != "" || f.smtp != "" || f.user != "" || len(f.ca) > 0 || f.security != "" {
 		return mail.Account{}, fmt.Errorf("%w: --profile cannot be combined with --imap, --smtp, --tls, --ca or --user", errUsage)
 	}
@@ -160,7 +161,7 @@ func (f *targetFlags) profileAccount() (mail.Account, error) {
 	if f.module == "" {
 		f.module = e.Profile.PKCS11Module
 	}
-	a, err := accounts.AccountOf(e.Profile, accounts.DefaultDirs().Cache)
+	a, err := accounts.AccountOf(e.Profile, cacheDir(env))
 	if err != nil {
 		return a, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
 	}
@@ -197,6 +198,16 @@ func server(s string, sec mail.Security, implicitPort, starttlsPort int) (mail.S
 		port = starttlsPort
 	}
 	return mail.Server{Host: host, Port: port, Security: sec}, nil
+}
+
+// cacheDir returns the per-user CRL cache directory; without one it tells the person why no CRL is kept (in plain
+// words, on env.Stderr) and returns "" (no cache, never a directory other users share).
+func cacheDir(env Env) string {
+	dirs, err := accounts.DefaultDirs()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "cardmail: %s\n(%v)\n", words.T(env.Lang, "cache.none", nil), err)
+	}
+	return dirs.Cache
 }
 
 // usageError prints a usage error and returns ExitUsage.

@@ -71,7 +71,7 @@ func checkReport(t *testing.T, args ...string) (*diagnosis.Report, map[string]an
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	acct, err := tf.account()
+	acct, err := tf.account(Env{Stderr: io.Discard, Lang: words.English})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,5 +154,30 @@ func TestTrustPolicies(t *testing.T) {
 				t.Logf("report:\n%s", text)
 			}
 		})
+	}
+}
+
+// TestNoUserCacheDir: without a per-user cache directory the command says so in plain words and runs without a CRL
+// cache (never in a directory other users share).
+func TestNoUserCacheDir(t *testing.T) {
+	t.Setenv("HOME", "")
+	t.Setenv("XDG_CACHE_HOME", "")
+	for _, lang := range words.Langs {
+		fs := flag.NewFlagSet("check", flag.ContinueOnError)
+		tf := addTargetFlags(fs, true)
+		if err := fs.Parse([]string{"--imap", "127.0.0.1:993", "--tls-policy", "mssante"}); err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		acct, err := tf.account(Env{Stderr: &stderr, Lang: lang})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stderr.String(), words.T(lang, "cache.none", nil)) || !strings.Contains(stderr.String(), "no per-user cache directory") {
+			t.Fatalf("%s: stderr %q", lang, stderr.String())
+		}
+		if acct.Policy == nil || acct.Policy.Revocation.CacheDir != "" {
+			t.Fatalf("%s: policy %+v", lang, acct.Policy)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	go m.Run(ctx, reader.Watch(ctx))
-	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir(), Outbox: t.TempDir()}, 0)
+	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
 	defer svc.Close()
 
 	entry, err := env.Store.Load("demo")

@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/words"
@@ -507,8 +508,8 @@ func (v *accountsView) runSendTest() {
 			title := v.t("sendtest.title", nil)
 			if err != nil {
 				head := v.t("sendtest.failed", nil)
-				if sent != nil && sent.Outbox != "" {
-					head = v.t("sendtest.kept", nil)
+				if errors.Is(err, mail.ErrDeliveryUnconfirmed) {
+					head = v.t("sendtest.unconfirmed", nil)
 				}
 				v.showFailure(title, head, err)
 				return

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -220,7 +221,7 @@ func (f *acctMail) SendTest(_ context.Context, p *profile.Profile, body string) 
 	defer f.mu.Unlock()
 	f.bodies = append(f.bodies, body)
 	if f.sendErr != nil {
-		return &mail.Sent{From: p.Address, To: []string{p.Address}, Outbox: "/tmp/outbox/1.eml"}, f.sendErr
+		return &mail.Sent{MessageID: "2@cardmail", From: p.Address, To: []string{p.Address}}, f.sendErr
 	}
 	return &mail.Sent{MessageID: "1@cardmail", From: p.Address, To: []string{p.Address}}, nil
 }
@@ -441,15 +442,28 @@ func TestSendTestInPlainWords(t *testing.T) {
 			c.Overlays().Top().Hide()
 			c.Overlays().Remove(c.Overlays().Top())
 
-			// A failure: the headline and the code's words, the raw error only under the details.
+			// A failure: a failed test, said as such (nothing is kept for later), with the code's words; the raw error
+			// only under the details.
 			m.mu.Lock()
 			m.sendErr = &mail.ProtocolError{Step: "send", Response: "554 5.7.1 relay denied"}
 			m.mu.Unlock()
 			test.Tap(button(t, c, words.T(lang, "accounts.send_test", nil)))
-			waitUI(t, "failure", func() bool { return shows(c, words.T(lang, "sendtest.kept", nil)) })
+			waitUI(t, "failure", func() bool { return shows(c, words.T(lang, "sendtest.failed", nil)) })
 			code := errorCode(m.sendErr)
 			if !shows(c, words.Message(lang, code)) {
 				t.Errorf("failure does not say %q", words.Message(lang, code))
+			}
+			c.Overlays().Top().Hide()
+			c.Overlays().Remove(c.Overlays().Top())
+
+			// The connection failed after the message went out: "it may still arrive", not "not sent".
+			m.mu.Lock()
+			m.sendErr = fmt.Errorf("%w: %w", mail.ErrDeliveryUnconfirmed, io.ErrUnexpectedEOF)
+			m.mu.Unlock()
+			test.Tap(button(t, c, words.T(lang, "accounts.send_test", nil)))
+			waitUI(t, "unconfirmed", func() bool { return shows(c, words.T(lang, "sendtest.unconfirmed", nil)) })
+			if shows(c, words.T(lang, "sendtest.failed", nil)) {
+				t.Error("an unconfirmed message is shown as not sent")
 			}
 		})
 	}

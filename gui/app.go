@@ -38,6 +38,9 @@ type Options struct {
 	// Store is the saved accounts and Mail runs their operations; the accounts view is shown when both are set.
 	Store AccountStore
 	Mail  MailService
+	// CacheErr, when set, is why CardMail has no per-user cache (accounts.DefaultDirs): the window says it in plain
+	// words.
+	CacheErr error
 }
 
 // Run opens the main window and blocks until it is closed.
@@ -127,7 +130,11 @@ func (mw *mainWindow) build() {
 		split.Offset = 0.55
 		main = split
 	}
-	content := container.NewBorder(toolbar, nil, nil, nil, main)
+	var top fyne.CanvasObject = toolbar
+	if w := cacheWarning(lang, mw.opt.CacheErr); w != nil {
+		top = container.NewVBox(toolbar, w)
+	}
+	content := container.NewBorder(top, nil, nil, nil, main)
 	if mw.opt.Demo != nil {
 		content = container.NewBorder(nil, demoBar(mw.opt.Demo, lang, mw.cards), nil, nil, content)
 	}

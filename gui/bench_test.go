@@ -60,7 +60,7 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx, reader.Watch(ctx)) }()
-	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir(), Outbox: t.TempDir()}, 0)
+	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
 	t.Cleanup(func() { svc.Close(); cancel(); <-done; m.Close() })
 
 	store := &profile.Store{UserDir: t.TempDir()}

@@ -26,9 +26,6 @@ type Dialer struct {
 	// Timeout bounds each step (connect, greeting, STARTTLS, TLS handshake, login, one command); 0 means
 	// DefaultTimeout. The PIN prompt is not a network step and is bounded by the caller's context only.
 	Timeout time.Duration
-	// OutboxDir is where SendTest keeps a message it could not send (one file per message, mode 0600), and where
-	// RetryOutbox looks. "" means messages are not kept.
-	OutboxDir string
 	// TestBody is the body text of SendTest's message (the GUI passes words in the user's language); "" means a
 	// one-line technical body naming the Message-ID.
 	TestBody string

@@ -1,13 +1,14 @@
 package mail_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func newFixture(t testing.TB, opt mailsrv.DovecotOptions) *fixture {
 		t.Fatal(err)
 	}
 	f.policy = p
-	f.d = &mail.Dialer{Sessions: f.m, Timeout: 10 * time.Second, OutboxDir: filepath.Join(t.TempDir(), "outbox")}
+	f.d = &mail.Dialer{Sessions: f.m, Timeout: 10 * time.Second}
 	f.insert(t, 0, 0)
 	return f
 }
@@ -350,18 +351,19 @@ func TestDovecot(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v\nDovecot log:\n%s\nPostfix log:\n%s", sec, err, tail(f.dv.Log(), 5), tail(f.dv.PostfixLog(), 30))
 			}
-			if sent.Mechanism != "EXTERNAL" || sent.Outbox != "" {
+			if sent.Mechanism != "EXTERNAL" {
 				t.Errorf("%s: %+v", sec, sent)
 			}
 			waitMessage(t, f, a, sent.MessageID)
 		}
 	})
 
-	t.Run("outbox", func(t *testing.T) {
+	t.Run("failed test message", func(t *testing.T) {
+		// A failed test message is a failed test: the error says so, nothing is kept, nothing is sent later.
 		ctx := ctxT(t)
 		good := f.account(t, mail.Implicit, mail.AuthAuto)
 		bad := good
-		ln, err := net.Listen("tcp", "127.0.0.1:0") // a port that accepts and hangs up: SMTP fails at the greeting
+		ln, err := net.Listen("tcp", "127.0.0.1:0") // a port that accepts and hangs up: SMTP fails at once
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,35 +378,66 @@ func TestDovecot(t *testing.T) {
 		}()
 		defer ln.Close()
 		bad.SMTP.Host, bad.SMTP.Port = hostPort(t, ln.Addr().String())
-		sent, err := f.d.SendTest(ctx, bad, good.Address)
-		if err == nil {
-			t.Fatal("send to a dead server succeeded")
+		failed, err := f.d.SendTest(ctx, bad, good.Address)
+		if err == nil || failed == nil || failed.MessageID == "" || errors.Is(err, mail.ErrDeliveryUnconfirmed) {
+			t.Fatalf("send to a dead server: %+v, %v", failed, err)
 		}
-		if sent == nil || sent.Outbox == "" {
-			t.Fatalf("failed send kept no outbox file: %+v, %v", sent, err)
-		}
-		if fi, err := os.Stat(sent.Outbox); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("outbox file: %v %v", fi, err)
-		}
-		left, _ := filepath.Glob(filepath.Join(f.d.OutboxDir, ".outbox-*"))
-		if len(left) != 0 {
-			t.Errorf("temporary files left: %v", left)
-		}
-		// A second failure keeps the file (retry against the same dead server).
-		if _, err := f.d.RetryOutbox(ctx, bad); err == nil {
-			t.Fatal("retry against the dead server succeeded")
-		}
-		if _, err := os.Stat(sent.Outbox); err != nil {
-			t.Fatalf("failed retry lost the outbox file: %v", err)
-		}
-		done, err := f.d.RetryOutbox(ctx, good)
-		if err != nil || len(done) != 1 || done[0].MessageID != sent.MessageID {
-			t.Fatalf("retry: %+v, %v", done, err)
-		}
-		if _, err := os.Stat(sent.Outbox); !os.IsNotExist(err) {
-			t.Errorf("outbox file still there after a successful retry: %v", err)
+		// The next test message goes through, alone: the failed one is not resent with it or after it.
+		sent, err := f.d.SendTest(ctx, good, good.Address)
+		if err != nil {
+			t.Fatal(err)
 		}
 		waitMessage(t, f, good, sent.MessageID)
+		c, err := f.d.IMAP(ctx, good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		hs, _, err := c.Headers(ctx, "INBOX", 0, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies := 0
+		for _, h := range hs {
+			if h.Subject != mail.TestSubject {
+				continue
+			}
+			id, err := mail.MessageIDOf(c, h.UID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id == failed.MessageID {
+				t.Fatalf("the failed test message %s was delivered", failed.MessageID)
+			}
+			if id == sent.MessageID {
+				copies++
+			}
+		}
+		if copies != 1 {
+			t.Fatalf("%d copies of %s in INBOX", copies, sent.MessageID)
+		}
+	})
+
+	t.Run("unconfirmed test message", func(t *testing.T) {
+		// The server takes the whole message, final "." included, and hangs up before answering it: the error says
+		// the message may still arrive (so the person looks before sending another) rather than "not sent".
+		ctx := ctxT(t)
+		a := f.account(t, mail.Implicit, mail.AuthAuto)
+		got := make(chan string, 1)
+		addr := dropAfterData(t, f.b.PKI, got)
+		a.SMTP.Host, a.SMTP.Port = hostPort(t, addr)
+		sent, err := f.d.SendTest(ctx, a, a.Address)
+		if !errors.Is(err, mail.ErrDeliveryUnconfirmed) || sent == nil {
+			t.Fatalf("send: %+v, %v; want ErrDeliveryUnconfirmed", sent, err)
+		}
+		select {
+		case data := <-got:
+			if !strings.Contains(data, sent.MessageID) {
+				t.Fatalf("the server received another message:\n%s", data)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the server never received the message")
+		}
 	})
 
 	// Last: pulls the card.
@@ -554,4 +587,65 @@ func TestDovecotThatCannotResume(t *testing.T) {
 	if !strings.Contains(f.dv.Log(), "session id context uninitialized") {
 		t.Errorf("Dovecot's log does not show the resumption failure")
 	}
+}
+
+// dropAfterData serves SMTP submission over implicit TLS on 127.0.0.1 with a certificate of pki: it asks for the
+// client certificate, accepts AUTH EXTERNAL, MAIL, RCPT and DATA, reads the message up to its final "." and hangs
+// up without answering it. The message received goes to got.
+func dropAfterData(t *testing.T, pki *bench.PKI, got chan<- string) string {
+	t.Helper()
+	cert, _, err := mailsrv.IssueServerCert(pki, mailsrv.CertOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		say := func(s string) { _, _ = io.WriteString(c, s+"\r\n") }
+		say("220 drop.test ESMTP")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			switch cmd := strings.ToUpper(strings.Fields(line + " x")[0]); cmd {
+			case "EHLO":
+				say("250-drop.test")
+				say("250 AUTH EXTERNAL")
+			case "AUTH":
+				say("235 2.7.0 ok")
+			case "MAIL", "RCPT":
+				say("250 2.1.0 ok")
+			case "DATA":
+				say("354 go ahead")
+				var msg strings.Builder
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if l == ".\r\n" {
+						got <- msg.String()
+						return // hang up instead of "250 queued"
+					}
+					msg.WriteString(l)
+				}
+			default:
+				say("502 5.5.2 not here")
+			}
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
 }

@@ -71,12 +71,3 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string { return fmt.Sprintf("invalid %s %q", e.Field, e.Value) }
-
-// OutboxError: SendTest failed and the message could not be kept in the outbox either.
-type OutboxError struct {
-	Path string
-	Err  error
-}
-
-func (e *OutboxError) Error() string { return "outbox " + e.Path + ": " + e.Err.Error() }
-func (e *OutboxError) Unwrap() error { return e.Err }

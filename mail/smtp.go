@@ -19,7 +19,7 @@ import (
 // TestSubject is the subject of SendTest's message (a fixed technical marker, also used to find it again).
 const TestSubject = "CardMail test message"
 
-// Sent describes a message SendTest or RetryOutbox handled.
+// Sent describes the message SendTest built, sent or not.
 type Sent struct {
 	MessageID string // without angle brackets
 	From      string
@@ -27,14 +27,18 @@ type Sent struct {
 	Date      time.Time
 	Size      int
 	Mechanism string // the SMTP login mechanism used ("" when the send failed before the login)
-	// Outbox is the file the message was kept in because the send failed ("" when it was sent).
-	Outbox string
 }
 
+// ErrDeliveryUnconfirmed: the whole message went to the server, but the connection failed before the server
+// answered it (RFC 5321 §4.1.1.4: the reply to the final "." is what accepts a message). The server may have
+// accepted it: the person must look for it before sending another, or get it twice.
+var ErrDeliveryUnconfirmed = errors.New("mail: the server did not confirm the message it received (it may still arrive)")
+
 // SendTest sends a small text message from a.Address to to by SMTP submission with the card (From/To the addresses,
-// Date, Message-ID, subject TestSubject). On failure, when d.OutboxDir is set, the raw message is kept in an outbox
-// file (written atomically) for RetryOutbox, and the returned *Sent (non-nil) names it in Outbox next to the error.
-// Errors are *StepError wrapping the typed cause; *OutboxError when the message could not be kept either.
+// Date, Message-ID, subject TestSubject). It is a test: a message that fails is not kept and never sent again
+// later; the error says what failed, and the returned *Sent (non-nil once the message was built) describes it.
+// Errors are *StepError wrapping the typed cause; a connection lost after the message's final "." also wraps
+// ErrDeliveryUnconfirmed.
 func (d *Dialer) SendTest(ctx context.Context, a Account, to string) (*Sent, error) {
 	if err := a.check(a.SMTP); err != nil {
 		return nil, err
@@ -52,17 +56,6 @@ func (d *Dialer) SendTest(ctx context.Context, a Account, to string) (*Sent, err
 	sent := &Sent{MessageID: msg.MessageID, From: msg.From, To: msg.To, Date: msg.Date, Size: len(msg.Raw)}
 	mech, err := d.submit(ctx, a, msg.From, msg.To, msg.Raw)
 	sent.Mechanism = mech
-	if err == nil {
-		return sent, nil
-	}
-	if d.OutboxDir == "" {
-		return sent, err
-	}
-	path, oerr := writeOutbox(d.OutboxDir, msg)
-	if oerr != nil {
-		return sent, errors.Join(err, &OutboxError{Path: d.OutboxDir, Err: oerr})
-	}
-	sent.Outbox = path
 	return sent, err
 }
 
@@ -218,6 +211,11 @@ func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from strin
 			return err
 		}
 		if err := w.Close(); err != nil {
+			var se *smtp.SMTPError
+			if !errors.As(err, &se) {
+				// The final "." may have reached the server: only its reply, lost here, would say.
+				return fmt.Errorf("%w: %w", ErrDeliveryUnconfirmed, err)
+			}
 			return smtpErr(StepSend, err)
 		}
 		return nil

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -181,73 +179,16 @@ func TestNewTestMessage(t *testing.T) {
 	}
 }
 
-func TestOutboxRoundTrip(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "outbox")
-	m, err := newTestMessage("alice@example.org", "bob@example.org", time.Now(), "")
-	if err != nil {
-		t.Fatal(err)
+func TestSortFolders(t *testing.T) {
+	fs := []Folder{{Name: "b"}, {Name: "Inbox"}, {Name: "a"}, {Name: "Résumé & co"}}
+	sortFolders(fs)
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.Name)
 	}
-	path, err := writeOutbox(dir, m)
-	if err != nil {
-		t.Fatal(err)
+	if got := strings.Join(names, ","); got != "Inbox,a,b,Résumé & co" {
+		t.Errorf("order %s", got)
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("%v %v", fi, err)
-	}
-	data, _ := os.ReadFile(path)
-	e, err := parseOutbox(path, data)
-	if err != nil || e.Raw != string(m.Raw) || e.From != m.From || e.To[0] != "bob@example.org" || e.MessageID != m.MessageID {
-		t.Fatalf("round trip: %+v %v", e, err)
-	}
-	d := &Dialer{OutboxDir: dir}
-	if got, err := d.Outbox(Account{Address: "Alice@example.org"}); err != nil || len(got) != 1 || got[0] != path {
-		t.Errorf("Outbox = %v %v", got, err)
-	}
-	if got, _ := d.Outbox(Account{Address: "other@example.org"}); len(got) != 0 {
-		t.Errorf("Outbox of another account = %v", got)
-	}
-	if tmp, _ := filepath.Glob(filepath.Join(dir, ".outbox-*")); len(tmp) != 0 {
-		t.Errorf("temporary files left: %v", tmp)
-	}
-}
-
-func TestParseOutboxRejects(t *testing.T) {
-	cases := map[string]string{
-		"garbage":    "not json",
-		"version":    `{"version":2,"from":"a@b","to":["c@d"],"raw":"x"}`,
-		"no from":    `{"version":1,"to":["c@d"],"raw":"x"}`,
-		"crlf from":  `{"version":1,"from":"a@b\r\nRCPT TO:<x@y>","to":["c@d"],"raw":"x"}`,
-		"no to":      `{"version":1,"from":"a@b","to":[],"raw":"x"}`,
-		"bad to":     `{"version":1,"from":"a@b","to":["<c@d>\r\n"],"raw":"x"}`,
-		"empty body": `{"version":1,"from":"a@b","to":["c@d"],"raw":""}`,
-	}
-	for name, data := range cases {
-		var fe *OutboxFormatError
-		if _, err := parseOutbox(name, []byte(data)); !errors.As(err, &fe) {
-			t.Errorf("%s: %v, want *OutboxFormatError", name, err)
-		}
-	}
-}
-
-func FuzzParseOutbox(f *testing.F) {
-	f.Add([]byte(`{"version":1,"from":"a@b","to":["c@d"],"raw":"x"}`))
-	f.Add([]byte(`{"version":1,"from":"a@b","to":null,"raw":"x"}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := parseOutbox("f", data)
-		if err != nil {
-			return
-		}
-		if strings.ContainsAny(e.From, "\r\n") || len(e.To) == 0 || e.Raw == "" {
-			t.Fatalf("accepted %+v", e)
-		}
-		for _, to := range e.To {
-			if strings.ContainsAny(to, "\r\n") {
-				t.Fatalf("accepted recipient %q", to)
-			}
-		}
-	})
 }
 
 func TestAccountCheckAndString(t *testing.T) {
@@ -279,17 +220,5 @@ func TestAccountCheckAndString(t *testing.T) {
 		if strings.Contains(s, "s3cr3t") {
 			t.Errorf("password printed: %s", s)
 		}
-	}
-}
-
-func TestSortFolders(t *testing.T) {
-	fs := []Folder{{Name: "b"}, {Name: "Inbox"}, {Name: "a"}, {Name: "Résumé & co"}}
-	sortFolders(fs)
-	var names []string
-	for _, f := range fs {
-		names = append(names, f.Name)
-	}
-	if got := strings.Join(names, ","); got != "Inbox,a,b,Résumé & co" {
-		t.Errorf("order %s", got)
 	}
 }

@@ -69,7 +69,7 @@ func newDemoRig(t *testing.T, opt rigOptions) *demoRig {
 	d := &demoRig{rig: r, ms: ms, roots: x509.NewCertPool()}
 	d.roots.AddCert(r.b.PKI.CA)
 	d.prof = demo.DemoProfile(ms, caFile(t, r.b, dir), r.b.Alice)
-	d.svc = accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl"), Outbox: filepath.Join(dir, "outbox")}, -1)
+	d.svc = accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl")}, -1)
 	t.Cleanup(func() { d.svc.Close() })
 	return d
 }
@@ -188,7 +188,7 @@ func TestFaultDovecotRestart(t *testing.T) {
 	dv := mailsrv.StartDovecot(t, r.b.PKI, mailsrv.DovecotOptions{Folders: 300, Messages: 3, NoPostfix: true})
 	dir := t.TempDir()
 	prof := mailProfile(t, "dovecot", dv.IMAPS, dv.SubmissionS, dv.CAFile)
-	svc := accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl"), Outbox: filepath.Join(dir, "outbox")}, -1)
+	svc := accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl")}, -1)
 	t.Cleanup(func() { svc.Close() })
 	r.insert(t, 0)
 	list := func() ([]mail.Folder, error) {

@@ -129,7 +129,7 @@ func TestTorture(t *testing.T) {
 	t.Logf("baseline: %d goroutines, %d fds, %d agents", base.goroutines, base.fds, base.agents)
 	r := newRig(t, rigOptions{bench: b})
 
-	svc := accounts.New(r.m, accounts.Dirs{Cache: dir + "/crl", Outbox: dir + "/outbox"}, 0)
+	svc := accounts.New(r.m, accounts.Dirs{Cache: dir + "/crl"}, 0)
 	acct, err := svc.Account(profs[0])
 	if err != nil {
 		t.Fatal(err)
