@@ -24,6 +24,8 @@ type certJSON struct {
 	Serial        string       `json:"serial"`
 	NotBefore     string       `json:"not_before"`
 	NotAfter      string       `json:"not_after"`
+	ExpiresInDays *int         `json:"expires_in_days"` // whole days left, negative once expired; null when unreadable
+	Expiry        string       `json:"expiry"`          // ok, soon (30 days or fewer), expired, unknown
 	KeyType       string       `json:"key_type"`
 	KeyBits       int          `json:"key_bits"`
 	KeyUsage      []string     `json:"key_usage"`
@@ -49,17 +51,29 @@ type tokenJSON struct {
 	Manufacturer string     `json:"manufacturer"`
 	Model        string     `json:"model"`
 	PINPad       bool       `json:"pin_pad"`
+	PINTriesLeft *int       `json:"pin_tries_left"` // from the flags: 0 locked, 1 final try; null when the module does not say
 	PINCountLow  bool       `json:"pin_count_low"`
 	PINFinalTry  bool       `json:"pin_final_try"`
 	PINLocked    bool       `json:"pin_locked"`
+	PINState     string     `json:"pin_state"` // ok, count_low, final_try, locked
 	RSAPSS       bool       `json:"rsa_pss"`
 	Certificates []certJSON `json:"certificates"`
 }
 
 type certsJSON struct {
-	OK     bool        `json:"ok"`
-	Module string      `json:"module"`
-	Tokens []tokenJSON `json:"tokens"`
+	OK         bool           `json:"ok"`
+	Module     string         `json:"module"`
+	ModuleInfo moduleInfoJSON `json:"module_info"`
+	Tokens     []tokenJSON    `json:"tokens"`
+}
+
+// moduleInfoJSON is the PKCS#11 module that was loaded (C_GetInfo).
+type moduleInfoJSON struct {
+	Path            string `json:"path"`
+	Manufacturer    string `json:"manufacturer"`
+	Description     string `json:"description"`
+	Version         string `json:"version"`
+	CryptokiVersion string `json:"cryptoki_version"`
 }
 
 func runCerts(ctx context.Context, env Env, args []string) int {
@@ -95,6 +109,10 @@ func listTokens(ctx context.Context, lang words.Lang, module string) (certsJSON,
 		return out, err
 	}
 	defer c.Close()
+	mi := c.ModuleInfo()
+	out.ModuleInfo = moduleInfoJSON{Path: mi.Path, Manufacturer: mi.Manufacturer, Description: mi.Description,
+		Version: mi.Version, CryptokiVersion: mi.CryptokiVersion}
+	now := time.Now()
 	slots, err := c.Slots(ctx)
 	if err != nil {
 		return out, err
@@ -103,7 +121,10 @@ func listTokens(ctx context.Context, lang words.Lang, module string) (certsJSON,
 		t := tokenJSON{Slot: s.ID, Reader: s.Description, Label: s.Token.Label, Serial: s.Token.Serial,
 			Manufacturer: s.Token.Manufacturer, Model: s.Token.Model, PINPad: s.Token.ProtectedAuthPath,
 			PINCountLow: s.Token.UserPINCountLow, PINFinalTry: s.Token.UserPINFinalTry,
-			PINLocked: s.Token.UserPINLocked, Certificates: []certJSON{}}
+			PINLocked: s.Token.UserPINLocked, PINState: string(s.Token.PINState()), Certificates: []certJSON{}}
+		if n := s.Token.PINTriesLeft(); n >= 0 {
+			t.PINTriesLeft = &n
+		}
 		if m, err := c.Mechanisms(ctx, s.ID); err == nil {
 			t.RSAPSS = m.RSAPSS
 		}
@@ -115,14 +136,14 @@ func listTokens(ctx context.Context, lang words.Lang, module string) (certsJSON,
 			return out, err
 		}
 		for i := range certs {
-			t.Certificates = append(t.Certificates, describeJSON(lang, &certs[i]))
+			t.Certificates = append(t.Certificates, describeJSON(lang, &certs[i], now))
 		}
 		out.Tokens = append(out.Tokens, t)
 	}
 	return out, nil
 }
 
-func describeJSON(lang words.Lang, c *token.Certificate) certJSON {
+func describeJSON(lang words.Lang, c *token.Certificate, now time.Time) certJSON {
 	d := token.Describe(c)
 	j := certJSON{ID: hex.EncodeToString(c.ID), Label: c.Label, Subject: d.Subject, SubjectDN: d.SubjectDN,
 		Issuer: d.Issuer, IssuerDN: d.IssuerDN, Email: d.Email, Serial: d.Serial, NotBefore: d.NotBefore,
@@ -132,6 +153,11 @@ func describeJSON(lang words.Lang, c *token.Certificate) certJSON {
 	for _, r := range d.Reasons {
 		j.Reasons = append(j.Reasons, reasonJSON{Code: string(r), Text: words.T(lang, "reason."+string(r), nil)})
 	}
+	days, state, ok := c.Expiry(now)
+	if ok {
+		j.ExpiresInDays = &days
+	}
+	j.Expiry = string(state)
 	return j
 }
 
@@ -147,8 +173,16 @@ func printTokens(env Env, out certsJSON) {
 		fmt.Fprintln(env.Stdout, words.T(env.Lang, "certs.none", nil))
 		return
 	}
+	mi := out.ModuleInfo
+	if mi.Description != "" || mi.Manufacturer != "" {
+		fmt.Fprintln(env.Stdout, words.T(env.Lang, "health.module", map[string]any{"Description": mi.Description,
+			"Version": mi.Version, "Manufacturer": mi.Manufacturer, "Path": mi.Path}))
+	} else {
+		fmt.Fprintln(env.Stdout, words.T(env.Lang, "health.module_path", map[string]any{"Path": mi.Path}))
+	}
 	for _, t := range out.Tokens {
 		fmt.Fprintf(env.Stdout, "%s — %s (serial %s)\n", t.Reader, t.Label, t.Serial)
+		fmt.Fprintf(env.Stdout, "  %s\n", words.T(env.Lang, "health.pin."+t.PINState, nil))
 		for _, c := range t.Certificates {
 			verdict := words.T(env.Lang, "cert.usable", nil)
 			if !c.Usable {
@@ -160,12 +194,29 @@ func printTokens(env Env, out certsJSON) {
 			}
 			fmt.Fprintf(env.Stdout, "  [%s] %s\n", c.ID, c.Subject)
 			fmt.Fprintf(env.Stdout, "      %s\n", words.T(env.Lang, "cert.issuer", map[string]any{"Issuer": c.Issuer}))
-			if c.NotAfter != "" {
-				fmt.Fprintf(env.Stdout, "      %s\n", words.T(env.Lang, "cert.valid_until", map[string]any{"Date": c.NotAfter[:10]}))
+			if c.ExpiresInDays != nil {
+				fmt.Fprintf(env.Stdout, "      %s\n", expiryText(env.Lang, c))
 			}
 			fmt.Fprintf(env.Stdout, "      %s %d, %s / %s\n", c.KeyType, c.KeyBits, strings.Join(c.KeyUsage, ","),
 				strings.Join(c.ExtKeyUsage, ","))
 			fmt.Fprintf(env.Stdout, "      SHA-256 %s\n      => %s\n", c.SHA256, verdict)
 		}
 	}
+}
+
+// expiryText is a certificate's end in words: the date and the days left, and from 30 days before the end (or once
+// it has passed) what to do.
+func expiryText(lang words.Lang, c certJSON) string {
+	days, date := *c.ExpiresInDays, c.NotAfter[:10]
+	data := map[string]any{"Days": days, "Date": date}
+	switch token.ExpiryState(c.Expiry) {
+	case token.ExpirySoon:
+		if days == 0 {
+			return words.T(lang, "health.expiry.today", data)
+		}
+		return words.T(lang, "health.expiry.soon", data)
+	case token.ExpiryExpired:
+		return words.T(lang, "health.expiry.expired", data)
+	}
+	return words.T(lang, "cert.valid_until", data) + " (" + words.T(lang, "health.days_left", data) + ")"
 }

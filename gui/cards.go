@@ -49,6 +49,8 @@ type cardsView struct {
 	certList   *widget.List
 	certStatus *widget.Label
 	progress   *widget.ProgressBarInfinite
+	health     *healthView
+	root       *fyne.Container // content(), laid out again when the health display changes height
 
 	mu     sync.Mutex // guards seq and cancel, which background goroutines read
 	seq    int
@@ -65,6 +67,7 @@ func newCardsView(svc CardService, lang words.Lang) *cardsView {
 	v.certStatus.Wrapping = fyne.TextWrapWord
 	v.progress = widget.NewProgressBarInfinite()
 	v.progress.Hide()
+	v.health = newHealthView(lang)
 
 	v.readerList = widget.NewList(
 		func() int { return len(v.readers) },
@@ -109,7 +112,8 @@ func (v *cardsView) content() fyne.CanvasObject {
 		fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.progress, v.certStatus), nil, nil, nil, v.certList)
 	split := container.NewHSplit(readers, certs)
 	split.Offset = 0.35
-	return container.NewBorder(v.banner, nil, nil, nil, split)
+	v.root = container.NewBorder(container.NewVBox(v.banner, v.health.content()), nil, nil, nil, split)
+	return v.root
 }
 
 // onEvent is called by the session manager on its goroutine: it must not block or touch widgets directly.
@@ -182,6 +186,11 @@ func (v *cardsView) apply(rs []reader.Reader, rerr error, cs []session.CardCert,
 		v.certStatus.SetText(fmt.Sprintf("%s %s", words.Message(v.lang, code), words.Remedy(v.lang, code)))
 	default:
 		v.certStatus.SetText("")
+	}
+	v.health.update(cs, v.svc)
+	if v.root != nil {
+		v.root.Refresh() // lays the health display out at its new height, and refreshes the lists
+		return
 	}
 	v.readerList.Refresh()
 	v.certList.Refresh()

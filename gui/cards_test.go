@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
 	"github.com/cardmail/cardmail/reader"
@@ -101,6 +102,7 @@ func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 			v := newCardsView(fake, lang)
 			w := a.NewWindow("t")
 			w.SetContent(v.content())
+			w.Resize(fyne.NewSize(900, 640)) // room for the card health above the lists
 			fake.Subscribe(v.onEvent)
 			v.refresh()
 			waitUI(t, "certificates", func() bool { return v.certList.Length() == 2 && v.readerList.Length() == 2 })

@@ -18,11 +18,12 @@ const (
 	ServiceDown                         // the PC/SC service stopped: every card session is gone
 	LoggedIn                            // a login succeeded on the card in Reader
 	SessionEnded                        // a token error ended the card session; the card is still there (new PIN needed)
+	PINRefused                          // the card refused a PIN (Err: the *token.PINError): its PIN state changed
 )
 
 var eventNames = map[EventKind]string{CardInserted: "card_inserted", CardRemoved: "card_removed",
 	ReadersChanged: "readers_changed", ServiceDown: "service_down", LoggedIn: "logged_in",
-	SessionEnded: "session_ended"}
+	SessionEnded: "session_ended", PINRefused: "pin_refused"}
 
 func (k EventKind) String() string {
 	return cmp.Or(eventNames[k], fmt.Sprintf("EventKind(%d)", int(k)))
@@ -38,7 +39,7 @@ type Event struct {
 	// Generation is the card generation that ended (CardRemoved, SessionEnded) or began (LoggedIn); for a reader
 	// event it is set only when exactly one card generation was concerned.
 	Generation uint64
-	// TokenSerial is the card's token serial for LoggedIn.
+	// TokenSerial is the card's token serial for LoggedIn and PINRefused.
 	TokenSerial string
 	Err         error // the PKCS#11 error that revealed a change, or the PC/SC error for ServiceDown
 	Time        time.Time

@@ -21,6 +21,8 @@ type CardCert struct {
 	// SlotDescription is the PKCS#11 slot description the module gave (at most 64 bytes; for OpenSC, the reader name
 	// cut there).
 	SlotDescription string
+	// Token is the token's information (label, PIN flags) as the listing read it, without a PIN.
+	Token token.TokenInfo
 
 	card *card  // the card registry entry, nil for values not made by the manager
 	gen  uint64 // the card generation the listing saw
@@ -106,6 +108,11 @@ func (m *Manager) list(ctx context.Context) ([]listedSlot, Agent, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if mi, ok := a.(interface{ ModuleInfo() token.ModuleInfo }); ok {
+		m.mu.Lock()
+		m.module = mi.ModuleInfo()
+		m.mu.Unlock()
+	}
 	slots, err := a.Slots(ctx)
 	if err != nil {
 		m.dropAgent(a)
@@ -140,7 +147,7 @@ func (m *Manager) register(slots []listedSlot, ver uint64) (certs []CardCert, cu
 		c := m.registerCard(&d, s.slot.Description, s.slot.Token, now)
 		for _, cert := range s.certs {
 			certs = append(certs, CardCert{Certificate: cert, Reader: c.name(), SlotDescription: s.slot.Description,
-				card: c, gen: c.gen})
+				Token: s.slot.Token, card: c, gen: c.gen})
 		}
 	}
 	slices.SortStableFunc(certs, func(a, b CardCert) int {
@@ -193,4 +200,12 @@ func choose(certs []CardCert, sel Selection) (CardCert, error) {
 		return CardCert{}, &CardError{Reader: certs[0].Reader, Err: &WrongIdentityError{Want: want, Present: present}}
 	}
 	return CardCert{}, &CardError{Err: ErrNoUsableCertificate}
+}
+
+// ModuleInfo describes the PKCS#11 module of the last agent the manager started to list the cards (ok is false
+// before the first listing, and with agents that do not describe their module, such as test fakes).
+func (m *Manager) ModuleInfo() (info token.ModuleInfo, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.module, m.module.Path != ""
 }

@@ -189,6 +189,8 @@ func (m *Manager) login(ctx context.Context, a Agent, c CardCert) (*cardSession,
 	switch {
 	case errors.As(err, &pinErr):
 		m.refused[info.Serial] = true
+		m.listing = nil // the token's PIN flags changed: the next listing reads them again
+		m.emit(Event{Kind: PINRefused, Reader: c.Reader, Generation: gen, TokenSerial: info.Serial, Err: err, Time: time.Now()})
 	case err == nil:
 		delete(m.refused, info.Serial)
 	}

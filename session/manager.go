@@ -76,7 +76,8 @@ type Manager struct {
 	spare   Agent // the last listing agent, reused for a login while version == spareVer
 	// spareVer is the version the spare agent listed at.
 	spareVer uint64
-	refused  map[string]bool // token serials whose last PIN was refused
+	refused  map[string]bool  // token serials whose last PIN was refused
+	module   token.ModuleInfo // of the last listing agent (zero until one started)
 	stats    Stats
 
 	listMu  chan struct{} // one listing agent at a time

@@ -163,7 +163,10 @@ func (s *agentService) Init(_ *wire.Request, resp *wire.Response) error {
 		}
 		a.ctx = ctx
 		if info, err := ctx.GetInfo(); err == nil {
-			resp.Info = fmt.Sprintf("%s %s %d.%d", info.ManufacturerID, info.LibraryDescription, info.LibraryVersion.Major, info.LibraryVersion.Minor)
+			trim := func(s string) string { return strings.TrimRight(s, " \x00") }
+			resp.Module = wire.ModuleInfo{Manufacturer: trim(info.ManufacturerID), Description: trim(info.LibraryDescription),
+				Version:         fmt.Sprintf("%d.%d", info.LibraryVersion.Major, info.LibraryVersion.Minor),
+				CryptokiVersion: fmt.Sprintf("%d.%d", info.CryptokiVersion.Major, info.CryptokiVersion.Minor)}
 		}
 		return nil
 	})

@@ -66,6 +66,8 @@ type Client struct {
 	done   chan struct{}
 	turn   chan struct{} // held by the call the agent is running
 
+	info ModuleInfo // C_GetInfo, read by Init; immutable afterwards
+
 	mu      sync.Mutex
 	reason  error // why we killed the agent; nil if it exited by itself
 	closed  bool
@@ -135,8 +137,13 @@ func StartOptions(ctx context.Context, modulePath string, opt Options) (*Client,
 		}
 		return nil, err
 	}
+	c.info = ModuleInfo{Path: mod.Path, Manufacturer: resp.Module.Manufacturer, Description: resp.Module.Description,
+		Version: resp.Module.Version, CryptokiVersion: resp.Module.CryptokiVersion}
 	return c, nil
 }
+
+// ModuleInfo describes the module the agent loaded (C_GetInfo at start; Path only when the module did not answer).
+func (c *Client) ModuleInfo() ModuleInfo { return c.info }
 
 // pipeConn joins the two pipes to the agent.
 type pipeConn struct {

@@ -62,6 +62,11 @@ type Mechanisms struct {
 	RSAPKCS, RSAPSS, ECDSA bool
 }
 
+// ModuleInfo mirrors token.ModuleInfo without the path (the parent knows it).
+type ModuleInfo struct {
+	Manufacturer, Description, Version, CryptokiVersion string
+}
+
 // Response is the reply of every agent method.
 type Response struct {
 	Err       Error
@@ -70,5 +75,5 @@ type Response struct {
 	Token     TokenInfo
 	Mech      Mechanisms
 	Signature []byte
-	Info      string
+	Module    ModuleInfo // Init: C_GetInfo
 }
