@@ -331,6 +331,9 @@ func (c *Checker) checkCRL(ctx context.Context, u string, cert, issuer *x509.Cer
 		if rl == nil {
 			why = fmt.Errorf("%s %s: %w", SourceCRL, u, s.Err)
 		} else {
+			if old, err := c.loadCRL(u); err == nil && bytes.Equal(old, rl.Raw) {
+				return s // the cached CRL itself: nothing to compare or write
+			}
 			cached, crl := c.cachedCRL(u, cert, issuer, now)
 			if crl == nil || crlNewer(crl, rl) <= 0 {
 				s.CacheErr = c.storeCRL(u, rl, issuer) // the answer stands even when the cache cannot be written
