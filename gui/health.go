@@ -139,7 +139,6 @@ func (h *healthView) content() fyne.CanvasObject { return h.box }
 var importanceColor = map[widget.Importance]fyne.ThemeColorName{
 	widget.WarningImportance: theme.ColorNameWarning,
 	widget.DangerImportance:  theme.ColorNameError,
-	widget.LowImportance:     theme.ColorNameDisabled,
 }
 
 // update shows the health of the cards certs come from, and the module svc read them with when it says. Nothing
