@@ -51,14 +51,6 @@ func killAndWait(a Agent) {
 	}
 }
 
-// closeAgent closes a listing agent normally (C_Finalize, then exit) and forgets it.
-func (m *Manager) closeAgent(a Agent) {
-	_ = a.Close()
-	m.mu.Lock()
-	delete(m.agents, a)
-	m.mu.Unlock()
-}
-
 // setSpare keeps a as the spare agent if no card event happened since version ver; otherwise it drops it.
 func (m *Manager) setSpare(a Agent, ver uint64) {
 	m.mu.Lock()

@@ -120,7 +120,7 @@ func (m *Manager) registerCard(d *doomed, desc string, ti token.TokenInfo, now t
 	if c.desc != desc || !slices.Equal(c.readers, binding) {
 		if c.live() {
 			ended := d.endGeneration(m, c)
-			m.emit(Event{Kind: CardRemoved, Reader: c.name(), Generation: ended, Time: now})
+			d.emit(m, Event{Kind: CardRemoved, Reader: c.name(), Generation: ended, Time: now})
 		}
 		c.desc, c.readers = desc, binding
 	}
@@ -128,11 +128,21 @@ func (m *Manager) registerCard(d *doomed, desc string, ti token.TokenInfo, now t
 }
 
 // doomed collects what ending generations leaves to dispose of outside the lock: agents to kill and wait for, and
-// connections to close. The events it emitted are queued in order under the lock; carryOut must run before the
-// caller returns, so that an event never reaches subscribers before its agents have exited.
+// connections to close. The events that say so are queued in order under the lock (emit) but held back by gate
+// until carryOut has disposed of everything, so that subscribers never hear of a removal before its agents have
+// exited and its connections are closed. carryOut must run before the caller returns.
 type doomed struct {
 	agents  []Agent
 	closers []io.Closer
+	gate    chan struct{} // closed by carryOut; nil until an event was emitted
+}
+
+// emit queues ev for the subscribers, to be delivered once carryOut is done. Callers hold m.mu.
+func (d *doomed) emit(m *Manager, ev Event) {
+	if d.gate == nil {
+		d.gate = make(chan struct{})
+	}
+	m.events.post(ev, d.gate)
 }
 
 // endGeneration ends c's current generation and returns its number: a new generation number, its session agent and
@@ -199,6 +209,9 @@ func (d *doomed) carryOut(m *Manager) {
 		}()
 	}
 	wg.Wait()
+	if d.gate != nil {
+		close(d.gate)
+	}
 }
 
 // readerChanged applies a card event of reader: its presence, stale listings, and, for a removal, the end of the
@@ -236,7 +249,7 @@ func (m *Manager) readerChanged(name string, present, gone bool, kind EventKind,
 	if len(gens) == 1 {
 		ev.Generation = gens[0]
 	}
-	m.emit(ev)
+	d.emit(m, ev)
 	m.mu.Unlock()
 	d.carryOut(m)
 }
@@ -253,7 +266,7 @@ func (m *Manager) serviceDown(cause error, now time.Time) {
 	for _, st := range m.readers {
 		st.present = false
 	}
-	m.emit(Event{Kind: ServiceDown, Err: cause, Time: now})
+	d.emit(m, Event{Kind: ServiceDown, Err: cause, Time: now})
 	m.mu.Unlock()
 	d.carryOut(m)
 }
@@ -267,7 +280,7 @@ func (m *Manager) cardChanged(c *card, gen uint64, cause error, kind EventKind) 
 	if c.gen == gen && !m.closed {
 		d.staleListings(m)
 		ended := d.endGeneration(m, c)
-		m.emit(Event{Kind: kind, Reader: c.name(), Generation: ended, Err: cause, Time: time.Now()})
+		d.emit(m, Event{Kind: kind, Reader: c.name(), Generation: ended, Err: cause, Time: time.Now()})
 	}
 	m.mu.Unlock()
 	d.carryOut(m)

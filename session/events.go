@@ -45,12 +45,19 @@ type Event struct {
 	Time        time.Time
 }
 
+// queued is an event waiting for delivery; gate, when not nil, holds it (and every event after it) back until it is
+// closed: the manager has finished acting on it.
+type queued struct {
+	ev   Event
+	gate <-chan struct{}
+}
+
 // dispatcher delivers events to subscribers from one goroutine, in the order the manager emitted them. Its queue is
 // unbounded so that emitting never blocks the manager; subscribers must not block (the GUI hands each event to its
 // UI goroutine).
 type dispatcher struct {
 	mu     sync.Mutex
-	queue  []Event
+	queue  []queued
 	wake   chan struct{} // a token when the queue is not empty
 	subs   map[int]func(Event)
 	subSeq int
@@ -78,7 +85,7 @@ func (d *dispatcher) run() {
 				}
 				break
 			}
-			ev := d.queue[0]
+			q := d.queue[0]
 			d.queue = d.queue[1:]
 			fns := make([]func(Event), 0, len(d.subs))
 			for id := 1; id <= d.subSeq; id++ { // in subscription order
@@ -87,17 +94,20 @@ func (d *dispatcher) run() {
 				}
 			}
 			d.mu.Unlock()
+			if q.gate != nil {
+				<-q.gate // carryOut is bounded (agentExitWait per agent and per connection, in parallel)
+			}
 			for _, f := range fns {
-				f(ev)
+				f(q.ev)
 			}
 		}
 	}
 }
 
-func (d *dispatcher) post(ev Event) {
+func (d *dispatcher) post(ev Event, gate <-chan struct{}) {
 	d.mu.Lock()
 	if !d.closed {
-		d.queue = append(d.queue, ev)
+		d.queue = append(d.queue, queued{ev: ev, gate: gate})
 	}
 	d.mu.Unlock()
 	select {
@@ -121,8 +131,9 @@ func (d *dispatcher) close() {
 	}
 }
 
-// emit queues ev for the subscribers. Callers hold m.mu, so the queue order is the order of the state changes.
-func (m *Manager) emit(ev Event) { m.events.post(ev) }
+// emit queues ev for the subscribers, for delivery at once (events that end nothing: see doomed.emit for those that
+// do). Callers hold m.mu, so the queue order is the order of the state changes.
+func (m *Manager) emit(ev Event) { m.events.post(ev, nil) }
 
 // Subscribe registers fn to be called after each event, in the order of the events, from one goroutine of the
 // manager's (never the caller's, never concurrently with itself). fn must not block (the GUI hands the event to its

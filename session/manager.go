@@ -182,7 +182,7 @@ func (m *Manager) Close() error {
 	for _, c := range m.cards {
 		if c.live() {
 			ended := doomed.endGeneration(m, c)
-			m.emit(Event{Kind: CardRemoved, Reader: c.name(), Generation: ended, Err: ErrClosed, Time: time.Now()})
+			doomed.emit(m, Event{Kind: CardRemoved, Reader: c.name(), Generation: ended, Err: ErrClosed, Time: time.Now()})
 		}
 	}
 	for a := range m.agents {

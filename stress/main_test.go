@@ -225,20 +225,16 @@ func caFile(t testing.TB, b *bench.Bench, dir string) string {
 	return p
 }
 
-// handshake makes one TLS connection to addr with the card (the session manager's TLS hook), reads the server's
+// handshakeAs makes one TLS connection to addr with the card (the session manager's TLS hook), reads the server's
 // first line (so that a certificate the server refuses after a TLS 1.3 handshake shows) and closes. The error is
 // recovered through the record, as the mail package does. It may resume a TLS session of the same card generation
-// (no signature); see freshHandshake.
-func handshake(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string) error {
-	return dialCard(ctx, m, roots, addr, session.Selection{}, false)
-}
-
-// handshakeAs is handshake with the certificate sel.
+// (no signature); see freshHandshake. sel chooses the certificate.
 func handshakeAs(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string, sel session.Selection) error {
 	return dialCard(ctx, m, roots, addr, sel, false)
 }
 
-// freshHandshake is handshake without TLS session resumption: the card always signs.
+// freshHandshake is handshakeAs with the first usable certificate and without TLS session resumption: the card
+// always signs.
 func freshHandshake(ctx context.Context, m *session.Manager, roots *x509.CertPool, addr string) error {
 	return dialCard(ctx, m, roots, addr, session.Selection{}, true)
 }
