@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -140,9 +141,10 @@ func (p *proc) exited() bool {
 	}
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1 as host:port (free when chosen; the servers bind them
-// right after).
+// freePorts returns n distinct free TCP ports on 127.0.0.1 as host:port, chosen at random in portRange (free when
+// chosen; the servers bind them right after).
 func freePorts(n int) ([]string, error) {
+	lo, hi := portRange()
 	var lns []net.Listener
 	defer func() {
 		for _, l := range lns {
@@ -150,15 +152,35 @@ func freePorts(n int) ([]string, error) {
 		}
 	}()
 	out := make([]string, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("mailsrv: no free port in %d-%d", lo, hi)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+mrand.IntN(hi-lo)))
 		if err != nil {
-			return nil, fmt.Errorf("mailsrv: free port: %w", err)
+			continue // taken: another server of this machine holds it
 		}
 		lns = append(lns, l)
 		out = append(out, l.Addr().String())
 	}
 	return out, nil
+}
+
+// portRange is where freePorts picks ports: below the kernel's ephemeral range, so that no outgoing connection of
+// this machine takes a port between the moment it was found free and the moment the daemon binds it (with port 0
+// the kernel hands out ephemeral ports, which outgoing connections reuse at once: seen as "Address already in use"
+// from openssl s_server under load).
+func portRange() (lo, hi int) {
+	lo, hi = 20000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	var first, last int
+	if _, err := fmt.Sscan(string(b), &first, &last); err == nil && first > lo+1000 {
+		hi = first
+	}
+	return lo, hi
 }
 
 func port(addr string) string {
