@@ -42,6 +42,7 @@ var commands = []command{
 	{"check", "check [target flags] [--json] [--repeat N --interval D] [--to ADDR]: the whole connection diagnosis", runCheck},
 	{"folders", "folders [target flags] [--json] [--repeat N --interval D]: log in and list folders with counts", runFolders},
 	{"send-test", "send-test [target flags] --to ADDR: send a small test message by SMTP", runSendTest},
+	{"bridge", "bridge [target flags] [--listen-imap ADDR] [--listen-smtp ADDR] [--json]: serve the account to local mail clients through the card", runBridge},
 }
 
 // IsCommand reports whether name is a subcommand (main.go starts the GUI otherwise).

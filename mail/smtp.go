@@ -7,13 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	netmail "net/mail"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/cardmail/cardmail/session"
 )
 
 // TestSubject is the subject of SendTest's message (a fixed technical marker, also used to find it again).
@@ -111,6 +113,131 @@ func newTestMessage(from, to string, now time.Time, body string) (*testMessage, 
 	return &testMessage{MessageID: id, From: from, To: []string{to}, Date: now, Raw: b.Bytes()}, nil
 }
 
+// SMTPConn is an SMTP submission connection made with the card and logged in, for a caller that drives the mail
+// transactions itself (the bridge relays a local client's MAIL, RCPT and DATA over it). Client's commands have
+// Dialer.Timeout each (the final reply to DATA twice that). The session manager closes the connection when the card
+// generation it was made with ends; Close releases it.
+type SMTPConn struct {
+	Client    *smtp.Client
+	Mechanism string // "EXTERNAL", "LOGIN" or "PLAIN"
+
+	cn      *conn
+	untrack func()
+	once    sync.Once
+}
+
+// Identity returns the card identity the connection was made with.
+func (c *SMTPConn) Identity() *session.Identity { return c.cn.id }
+
+// Quit says QUIT (bounded by the step timeout and ctx) and closes the connection.
+func (c *SMTPConn) Quit(ctx context.Context) error {
+	err := c.cn.step(ctx, "quit", c.Client.Quit)
+	c.Close()
+	return err
+}
+
+// Close closes the connection at once, without QUIT. Safe to call more than once, and after the manager closed it.
+func (c *SMTPConn) Close() error {
+	c.once.Do(func() {
+		if c.untrack != nil {
+			c.untrack()
+		}
+		_ = c.cn.raw.Close()
+	})
+	return nil
+}
+
+// SMTP connects to a.SMTP, makes the TLS handshake with the card and logs in (see Auth). The connection is tracked
+// by d.Sessions. Like IMAP, a failed resumption is retried once with a full handshake. Errors are *StepError
+// wrapping the typed cause.
+func (d *Dialer) SMTP(ctx context.Context, a Account) (*SMTPConn, error) {
+	if err := a.check(a.SMTP); err != nil {
+		return nil, err
+	}
+	var sc *SMTPConn
+	err := d.retryResumption(ctx, func(cn *conn) (err error) {
+		sc, _, err = d.smtpOnce(ctx, a, cn)
+		return err
+	})
+	return sc, err
+}
+
+// smtpOnce is one connection attempt of SMTP; it also returns the login mechanism when the login was refused.
+func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, string, error) {
+	tr := cn.tr
+	cfg, err := d.tlsConfig(ctx, a, a.SMTP, cn)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cn.connect(ctx, a.SMTP); err != nil {
+		return nil, "", err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			cn.raw.Close()
+		}
+	}()
+	var c *smtp.Client
+	setup := func(c *smtp.Client) {
+		c.CommandTimeout = d.timeout()
+		c.SubmissionTimeout = 2 * d.timeout()
+		if tr.Log != nil {
+			c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
+		}
+	}
+	switch a.SMTP.Security {
+	case Implicit:
+		tc, err := cn.handshake(ctx, cfg)
+		if err != nil {
+			return nil, "", err
+		}
+		c = smtp.NewClient(tc)
+		setup(c)
+		if err := cn.step(ctx, StepGreeting, func() error { return smtpErr(StepGreeting, cn.rec.Explain(c.Hello("localhost"))) }); err != nil {
+			return nil, "", err
+		}
+	case StartTLS:
+		err := cn.step(ctx, StepStartTLS, func() error {
+			var err error
+			c, err = smtp.NewClientStartTLS(cn.raw, cfg)
+			if err != nil {
+				// go-smtp says so only in text (greeting, EHLO and the check happen inside NewClientStartTLS).
+				if strings.Contains(err.Error(), "doesn't support STARTTLS") {
+					return ErrStartTLSUnavailable
+				}
+				return smtpErr(StepStartTLS, err)
+			}
+			setup(c)
+			return nil
+		})
+		if err != nil {
+			return nil, "", err
+		}
+		// The handshake happens with the EHLO that follows STARTTLS.
+		err = cn.step(ctx, StepTLS, func() error { return cn.rec.Explain(c.Hello("localhost")) })
+		if err != nil {
+			if _, verified := cn.tlsState(); verified && !isTLSError(err) {
+				err.(*StepError).Step = StepGreeting
+			}
+			return nil, "", err
+		}
+	}
+	var mech string
+	if err := cn.step(ctx, StepAuth, func() error {
+		var err error
+		mech, err = loginSMTP(c, a)
+		return cn.rec.Explain(err)
+	}); err != nil {
+		c.Close()
+		return nil, mech, err
+	}
+	sc := &SMTPConn{Client: c, Mechanism: mech, cn: cn}
+	sc.untrack = d.Sessions.Track(cn.id, cn.raw)
+	ok = true
+	return sc, mech, nil
+}
+
 // submit sends raw by SMTP submission with the card, returning the login mechanism used.
 // Like IMAP, a failed resumption is retried once with a full handshake; nothing is retried once the envelope was
 // sent.
@@ -124,76 +251,11 @@ func (d *Dialer) submit(ctx context.Context, a Account, from string, to []string
 
 // submitOnce is one connection attempt of submit.
 func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from string, to []string, raw []byte) (string, error) {
-	tr := cn.tr
-	cfg, err := d.tlsConfig(ctx, a, a.SMTP, cn)
+	sc, mech, err := d.smtpOnce(ctx, a, cn)
 	if err != nil {
-		return "", err
-	}
-	if err := cn.connect(ctx, a.SMTP); err != nil {
-		return "", err
-	}
-	defer cn.raw.Close()
-	var c *smtp.Client
-	newClient := func(nc net.Conn) *smtp.Client {
-		c := smtp.NewClient(nc)
-		c.CommandTimeout = d.timeout()
-		c.SubmissionTimeout = 2 * d.timeout()
-		if tr.Log != nil {
-			c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
-		}
-		return c
-	}
-	switch a.SMTP.Security {
-	case Implicit:
-		tc, err := cn.handshake(ctx, cfg)
-		if err != nil {
-			return "", err
-		}
-		c = newClient(tc)
-		if err := cn.step(ctx, StepGreeting, func() error { return smtpErr(StepGreeting, cn.rec.Explain(c.Hello("localhost"))) }); err != nil {
-			return "", err
-		}
-	case StartTLS:
-		err := cn.step(ctx, StepStartTLS, func() error {
-			var err error
-			c, err = smtp.NewClientStartTLS(cn.raw, cfg)
-			if err != nil {
-				// go-smtp says so only in text (greeting, EHLO and the check happen inside NewClientStartTLS).
-				if strings.Contains(err.Error(), "doesn't support STARTTLS") {
-					return ErrStartTLSUnavailable
-				}
-				return smtpErr(StepStartTLS, err)
-			}
-			c.CommandTimeout = d.timeout()
-			c.SubmissionTimeout = 2 * d.timeout()
-			if tr.Log != nil {
-				c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
-			}
-			return nil
-		})
-		if err != nil {
-			return "", err
-		}
-		// The handshake happens with the EHLO that follows STARTTLS.
-		err = cn.step(ctx, StepTLS, func() error { return cn.rec.Explain(c.Hello("localhost")) })
-		if err != nil {
-			if _, verified := cn.tlsState(); verified && !isTLSError(err) {
-				err.(*StepError).Step = StepGreeting
-			}
-			return "", err
-		}
-	}
-	defer c.Close()
-	var mech string
-	if err := cn.step(ctx, StepAuth, func() error {
-		var err error
-		mech, err = loginSMTP(c, a)
-		return cn.rec.Explain(err)
-	}); err != nil {
 		return mech, err
 	}
-	untrack := d.Sessions.Track(cn.id, cn.raw)
-	defer untrack()
+	c := sc.Client
 	err = cn.step(ctx, StepSend, func() error {
 		if err := c.Mail(from, nil); err != nil {
 			return smtpErr(StepSend, err)
@@ -221,9 +283,10 @@ func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from strin
 		return nil
 	})
 	if err != nil {
+		sc.Close()
 		return mech, err
 	}
-	_ = cn.step(ctx, "quit", c.Quit)
+	_ = sc.Quit(ctx)
 	return mech, nil
 }
 
