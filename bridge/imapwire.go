@@ -85,8 +85,8 @@ func readCommand(r *bufio.Reader, cont func() error) (*command, error) {
 		return nil, &syntaxError{tag: "*", msg: "empty command"}
 	case !validTag(toks[0]):
 		return nil, &syntaxError{tag: "*", msg: "invalid tag"}
-	case len(toks) == 1:
-		return nil, &syntaxError{tag: toks[0], msg: "missing command"}
+	case len(toks) == 1 || !validTag(toks[1]):
+		return nil, &syntaxError{tag: toks[0], msg: "missing or invalid command name"}
 	}
 	return &command{tag: toks[0], name: strings.ToUpper(toks[1]), args: toks[2:]}, nil
 }
@@ -196,13 +196,17 @@ func filterCaps(caps []string) []string {
 func rewriteCapLine(line []byte) []byte {
 	body := bytes.TrimRight(line, "\r\n")
 	sp := bytes.IndexByte(body, ' ')
-	if sp < 0 {
+	if sp <= 0 {
 		return line
 	}
 	rest := body[sp+1:]
-	if hasPrefixFold(rest, "CAPABILITY ") || bytes.EqualFold(rest, []byte("CAPABILITY")) {
-		caps := strings.Fields(string(rest[min(len(rest), len("CAPABILITY ")):]))
-		return []byte(string(body[:sp+1]) + "CAPABILITY " + strings.Join(filterCaps(caps), " ") + "\r\n")
+	if hasPrefixFold(rest, "CAPABILITY ") {
+		caps := strings.Fields(string(rest[len("CAPABILITY "):]))
+		kept := filterCaps(caps)
+		if len(kept) == len(caps) {
+			return line
+		}
+		return []byte(string(body[:sp+1]) + "CAPABILITY " + strings.Join(kept, " ") + "\r\n")
 	}
 	// "* OK [CAPABILITY ...] text", "tag OK [CAPABILITY ...] text" (also PREAUTH, NO, BAD, BYE)
 	sp2 := bytes.IndexByte(rest, ' ')
@@ -218,8 +222,12 @@ func rewriteCapLine(line []byte) []byte {
 		return line
 	}
 	caps := strings.Fields(string(code[len("[CAPABILITY "):end]))
+	kept := filterCaps(caps)
+	if len(kept) == len(caps) {
+		return line
+	}
 	head := string(body[:sp+1+sp2+1])
-	return []byte(head + "[CAPABILITY " + strings.Join(filterCaps(caps), " ") + "]" + string(code[end+1:]) + "\r\n")
+	return []byte(head + "[CAPABILITY " + strings.Join(kept, " ") + "]" + string(code[end+1:]) + "\r\n")
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {
@@ -240,9 +248,14 @@ type responseCopier struct {
 	sawBye  bool   // the server said BYE
 }
 
+// maxHold bounds a response start held back until its line ends (a capability list split by the read buffer);
+// longer lines pass through as they come.
+const maxHold = 16 << 10
+
 // run copies until src fails. It returns src's error (io.EOF when the server closed) or dst's.
 func (rc *responseCopier) run() error {
 	rc.atStart = true
+	var pend []byte // the start of a response line, held until its end arrives
 	for {
 		if rc.src.Buffered() == 0 {
 			if err := rc.dst.Flush(); err != nil {
@@ -251,12 +264,25 @@ func (rc *responseCopier) run() error {
 		}
 		line, err := rc.src.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
+			if rc.atStart && len(pend)+len(line) <= maxHold {
+				pend = append(pend, line...)
+				continue
+			}
+			if _, werr := rc.dst.Write(pend); werr != nil {
+				return werr
+			}
 			if _, werr := rc.dst.Write(line); werr != nil {
 				return werr
 			}
+			rc.keepTail(pend)
 			rc.keepTail(line)
+			pend = pend[:0]
 			rc.atStart = false
 			continue
+		}
+		if len(pend) > 0 {
+			line = append(pend, line...)
+			pend = pend[:0]
 		}
 		if err != nil {
 			if len(line) > 0 {
@@ -268,7 +294,7 @@ func (rc *responseCopier) run() error {
 			_ = rc.dst.Flush()
 			return err
 		}
-		if rc.atStart && len(rc.carry) == 0 {
+		if rc.atStart {
 			if isBye(line) {
 				rc.sawBye = true
 			}
