@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/cli"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/gui"
@@ -44,6 +46,7 @@ func main() {
 func runGUI(ctx context.Context, withDemo bool) int {
 	opt := gui.Options{} // the GUI picks the language: CARDMAIL_LANG, the saved setting, or the system's
 	store, storeErr := profile.NewStore()
+	var bridgeStore *bridge.Store // nil: the user's
 	if withDemo {
 		d, err := demo.Start()
 		if err != nil {
@@ -53,6 +56,7 @@ func runGUI(ctx context.Context, withDemo bool) int {
 		defer d.Close()
 		opt.Demo = d
 		store, storeErr = d.Store, nil // the demo's own account, never the person's real profiles
+		bridgeStore = &bridge.Store{Dir: filepath.Join(d.Dir, "bridge")}
 	}
 	opt.PIN = &gui.PINPrompter{}
 	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE"), PINPrompt: opt.PIN.Prompt})
@@ -63,8 +67,9 @@ func runGUI(ctx context.Context, withDemo bool) int {
 		dirs, err := accounts.DefaultDirs() // no per-user cache: no CRL cache, and the window says so
 		opt.CacheErr = err
 		svc := accounts.New(m, dirs, 0)
+		svc.BridgeStore = bridgeStore
 		defer svc.Close()
-		opt.Store, opt.Mail = store, svc
+		opt.Store, opt.Mail, opt.Bridges = store, svc, svc
 	} else {
 		fmt.Fprintln(os.Stderr, storeErr) // no home directory: the window still shows the cards, without accounts
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cardmail/cardmail/autoconfig"
+	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
@@ -30,9 +31,12 @@ type Service struct {
 	cacheDir string
 	// Discovery configures autoconfig.Discover (tests point it at loopback servers).
 	Discovery autoconfig.Options
+	// BridgeStore keeps the bridges' passwords and settings; nil means the user's (bridge.DefaultStore).
+	BridgeStore *bridge.Store
 
 	mu       sync.Mutex
 	policies map[string]*tlspolicy.Policy // by policy name + CA files
+	bridges  *bridge.Registry             // created on first use (accounts/bridge.go)
 }
 
 // Dirs are where the service keeps its state. The directories are created on first use.
@@ -73,8 +77,8 @@ func New(sessions *session.Manager, dirs Dirs, keepAlive time.Duration) *Service
 		policies: map[string]*tlspolicy.Policy{}}
 }
 
-// Close closes the pooled connections.
-func (s *Service) Close() error { return s.pool.Close() }
+// Close stops the bridges and closes the pooled connections.
+func (s *Service) Close() error { return errors.Join(s.closeBridges(), s.pool.Close()) }
 
 // Account builds the mail account of a profile: its TLS policy (with its CA files, built once per service) and its
 // certificate selection. Errors: *profile.ValidationError, *tlspolicy.CAFileError, tlspolicy.ErrUnknownPolicy.

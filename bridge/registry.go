@@ -143,3 +143,10 @@ func (r *Registry) Close() error {
 func SameAccount(a, b string) bool {
 	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
 }
+
+// Setup is what a person needs to set up a mail client for one account's bridge.
+type Setup struct {
+	Settings Settings
+	Password string // the bridge password
+	CertFile string // the loopback certificate, for clients that import it
+}

@@ -72,6 +72,8 @@ type accountsView struct {
 	sendTest  *widget.Button
 	reconnect *widget.Button
 	reconBar  *fyne.Container
+	bridges   *bridgeHub     // nil without a BridgeService (gui/bridge.go)
+	bridgeBtn *widget.Button // the Bridge action, made by bridgeButton
 
 	mu  sync.Mutex // guards seq
 	seq int
@@ -144,6 +146,9 @@ func (v *accountsView) t(key string, data map[string]any) string { return words.
 func (v *accountsView) content() fyne.CanvasObject {
 	title := widget.NewLabelWithStyle(v.t("accounts.title", nil), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	actions := container.NewHBox(v.add, v.edit, v.del, widget.NewSeparator(), v.open, v.diagnose, v.sendTest)
+	if b := v.bridgeButton(); b != nil {
+		actions.Add(b)
+	}
 	return container.NewBorder(container.NewVBox(title, v.reconBar, v.info), container.NewHScroll(actions),
 		nil, nil, v.list)
 }
@@ -210,6 +215,9 @@ func (v *accountsView) updateButtons() {
 	set(v.open, usable)
 	set(v.diagnose, usable)
 	set(v.sendTest, usable)
+	if v.bridgeBtn != nil {
+		set(v.bridgeBtn, ok && e.Profile != nil)
+	}
 }
 
 // reload reads the saved accounts in the background and shows them; a newer reload supersedes an older one. Safe to
@@ -239,6 +247,9 @@ func (v *accountsView) applyList(es []profile.Entry, err error) {
 		keep = e.Name
 	}
 	v.entries, v.listErr = es, err
+	if v.bridges != nil && err == nil {
+		v.bridges.autostart(es)
+	}
 	if err != nil {
 		v.info.SetText(v.t("accounts.list_failed", map[string]any{"Detail": err.Error()}))
 		v.info.Importance = widget.DangerImportance

@@ -41,6 +41,8 @@ type Options struct {
 	// CacheErr, when set, is why CardMail has no per-user cache (accounts.DefaultDirs): the window says it in plain
 	// words.
 	CacheErr error
+	// Bridges runs the accounts' local bridges; the accounts view offers a Bridge panel when it is set.
+	Bridges BridgeService
 }
 
 // Run opens the main window and blocks until it is closed.
@@ -108,6 +110,9 @@ func (mw *mainWindow) build() {
 	if mw.opt.Store != nil && mw.opt.Mail != nil {
 		mw.accounts = newAccountsView(mw.app, mw.win, lang, mw.opt.Store, mw.opt.Mail, mw.opt.Cards)
 		mw.accounts.adopt(old)
+		if mw.opt.Bridges != nil {
+			mw.accounts.bridges = newBridgeHub(mw.app, lang, mw.opt.Bridges)
+		}
 	}
 	cards, accounts := mw.cards, mw.accounts // the subscriber runs on the manager's goroutine: no mw fields there
 	mw.unsub = mw.opt.Cards.Subscribe(func(ev session.Event) {
