@@ -161,8 +161,8 @@ func (c *chain) waitCard(t testing.TB, kind session.EventKind) {
 }
 
 // directIMAP logs in to Dovecot without the bridge, with Alice's key from its file (what a client that supports
-// client certificates does), by SASL EXTERNAL.
-func (c *chain) directIMAP(t testing.TB) *imapclient.Client {
+// client certificates does), by SASL EXTERNAL. opts may be nil.
+func (c *chain) directIMAP(t testing.TB, opts *imapclient.Options) *imapclient.Client {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(c.b.Alice.CertFile, c.b.Alice.KeyFile)
 	if err != nil {
@@ -170,12 +170,16 @@ func (c *chain) directIMAP(t testing.TB) *imapclient.Client {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(c.b.PKI.CA)
-	cl, err := imapclient.DialTLS(c.dv.IMAPS, &imapclient.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair},
-		RootCAs: roots, ServerName: "127.0.0.1"}})
+	if opts == nil {
+		opts = &imapclient.Options{}
+	}
+	opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "127.0.0.1"}
+	cl, err := imapclient.DialTLS(c.dv.IMAPS, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cl.Authenticate(sasl.NewExternalClient("")); err != nil {
+		cl.Close()
 		t.Fatalf("direct EXTERNAL login: %v", err)
 	}
 	return cl

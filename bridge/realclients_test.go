@@ -86,7 +86,7 @@ except Exception as e:
 // findOnServer polls the server (directly, with Alice's key file) until a message with msgid is in INBOX.
 func (c *chain) findOnServer(t testing.TB, msgid string) {
 	t.Helper()
-	cl := c.directIMAP(t)
+	cl := c.directIMAP(t, nil)
 	defer cl.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

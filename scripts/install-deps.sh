@@ -16,6 +16,7 @@ pkgs=(
 )
 if [ "${CARDMAIL_MAIL_SERVERS:-1}" = 1 ]; then
   pkgs+=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix python3)
+  pkgs+=(isync)  # mbsync: a real mail client syncing through the bridge (bridge tests and benchmark)
 fi
 
 missing=()

@@ -1,5 +1,5 @@
 // Command benchreport turns the output of `go test -run '^$' -bench . -benchtime 1x ./...` into BENCHMARKS.md: one
-// table with every benchmark of issues 2-4 (our figure, the baseline measured in the same run, the ratio, the
+// table with every benchmark of issues 2-4 and 12 (our figure, the baseline measured in the same run, the ratio, the
 // target), the other benchmarks of the repository, the machine and the date, and the raw tables the benchmarks
 // printed. scripts/benchmarks.sh runs it.
 //
@@ -152,7 +152,7 @@ func missing(issue, measure, target, bench string) Row {
 		Ratio: "—", Target: target, Missing: true}
 }
 
-// keyRows builds the table of issues 2-4 from the run.
+// keyRows builds the table of issues 2-4 and 12 from the run.
 func keyRows(o *Output) []Row {
 	var rows []Row
 	// Issue 2: session.BenchmarkCardChange.
@@ -263,6 +263,41 @@ func keyRows(o *Output) []Row {
 	} else {
 		rows = append(rows, missing("4", "GUI idle memory (RSS)", "≤ 150 MB", "gui.BenchmarkColdStart"))
 	}
+	return append(rows, bridgeRows(o)...)
+}
+
+// bridgeRows are the rows of issue 12 (bridge.BenchmarkBridge).
+func bridgeRows(o *Output) []Row {
+	const bb = "bridge.BenchmarkBridge"
+	var rows []Row
+	sb, ok1 := o.Metric("bridge", "Bridge", "ms-sync-bridge")
+	sd, ok2 := o.Metric("bridge", "Bridge", "ms-sync-direct")
+	measure := "full mailbox sync by mbsync through the bridge (local STARTTLS, card upstream) vs mbsync straight to Dovecot (card key in a file), median of 5"
+	if m := regexp.MustCompile(`BenchmarkBridge: (\d+) messages in (\d+) folders \(([0-9.]+) MB\)`).FindStringSubmatch(o.All); m != nil {
+		measure = fmt.Sprintf("full mailbox sync by mbsync (%s messages, %s folders, %s MB) through the bridge (local STARTTLS, card upstream) vs mbsync straight to Dovecot (card key in a file), median of 5", m[1], m[2], m[3])
+	}
+	if ok1 && ok2 {
+		rows = append(rows, Row{"12", measure, num(sb/1000, "s"), "direct: " + num(sd/1000, "s"), ratio(sb, sd), "≤ 1.2×", false})
+	} else {
+		rows = append(rows, missing("12", "full mailbox sync through the bridge vs direct", "≤ 1.2×", bb))
+	}
+	dv, ok1 := o.Metric("bridge", "Bridge", "sigs/100conn-dovecot")
+	rs, ok2 := o.Metric("bridge", "Bridge", "sigs/100conn-resuming")
+	if ok1 && ok2 {
+		rows = append(rows, Row{"12", "card signatures per 100 local client connections in one card generation",
+			fmt.Sprintf("Dovecot (resumes no TLS session here): %.0f; Go TLS server with session tickets: %.0f", dv, rs),
+			"reconnect-per-call client: 100", ratio(rs, 100) + " (resuming server)", "as few as the server's TLS resumption allows", false})
+	} else {
+		rows = append(rows, missing("12", "card signatures per 100 local client connections", "as few as resumption allows", bb))
+	}
+	ib, ok1 := o.Metric("bridge", "Bridge", "ms-idle-bridge")
+	id, ok2 := o.Metric("bridge", "Bridge", "ms-idle-direct")
+	if ok1 && ok2 {
+		rows = append(rows, Row{"12", "IDLE notification delay, delivery start → EXISTS (the same delivery seen by both clients), median of 10",
+			num(ib, "ms"), "direct: " + num(id, "ms"), ratio(ib, id) + fmt.Sprintf(" (+%.2f ms)", ib-id), "—", false})
+	} else {
+		rows = append(rows, missing("12", "IDLE notification delay through the bridge vs direct", "—", bb))
+	}
 	return rows
 }
 
@@ -342,7 +377,7 @@ func render(o *Output, rows []Row, m Machine, command string, now time.Time) str
 	b.WriteString("Every baseline was measured in the same run, on the same machine, against the same servers and virtual card.\n\n")
 	fmt.Fprintf(&b, "- date: %s\n- machine: %d CPUs, %s, %s memory, kernel %s, %s\n- Go: %s\n- command: `%s`\n\n",
 		now.UTC().Format("2006-01-02 15:04 MST"), m.CPUs, orUnknown(m.CPU), orUnknown(m.Memory), orUnknown(m.Kernel), m.OSArch, m.Go, command)
-	b.WriteString("## Issues 2-4\n\n")
+	b.WriteString("## Issues 2-4 and 12\n\n")
 	table(&b, rows, true)
 	if len(o.Failed) > 0 {
 		fmt.Fprintf(&b, "\n**Failed packages in this run:** %s\n", strings.Join(o.Failed, ", "))
