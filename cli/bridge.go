@@ -92,11 +92,16 @@ func runBridge(ctx context.Context, env Env, args []string) int {
 		OnEvent: out.event})
 	if err != nil {
 		var le *bridge.ListenError
-		if errors.As(err, &le) && errors.Is(err, bridge.ErrPortInUse) {
-			fmt.Fprintln(env.Stderr, words.T(env.Lang, "cli.bridge.port_in_use", map[string]any{"Addr": le.Addr}))
-		}
-		if errors.Is(err, bridge.ErrNotLoopback) {
+		switch {
+		case errors.Is(err, bridge.ErrNotLoopback):
 			return usageError(env, err)
+		case errors.As(err, &le) && errors.Is(err, bridge.ErrPortInUse):
+			msg := words.T(env.Lang, "cli.bridge.port_in_use", map[string]any{"Addr": le.Addr})
+			if tf.asJSON {
+				_ = json.NewEncoder(env.Stdout).Encode(failure{Code: "port_in_use", Message: msg, Detail: err.Error()})
+			}
+			fmt.Fprintln(env.Stderr, msg)
+			return ExitFailure
 		}
 		return fail(env, tf.asJSON, diagnosis.Internal, err)
 	}

@@ -4,7 +4,8 @@
 #                   window, PIN dialog, failed diagnosis (the demo account points at a closed port on 127.0.0.1)
 #   headless-*.png  the same code rendered by Fyne's software painter (go test -run TestScreenshots ./gui): main
 #                   window with accounts, folder browser with a full mailbox, picker, PIN dialog, every wizard
-#                   step, a failed diagnosis — screens that need a mail server or many clicks to reach for real;
+#                   step, a failed diagnosis, the Bridge panel (headless-bridge-{en,fr}.png) — screens that need a
+#                   mail server or many clicks to reach for real;
 #                   headless-main-health-{en,fr}.png: the main window with a card whose certificate ends in 12 days
 #                   and that has one PIN try left (TestScreenshotsCardHealth)
 # Needs xvfb, xdotool, imagemagick, x11-apps (scripts/install-deps.sh). Holds the bench lock while the virtual card
@@ -91,5 +92,5 @@ shot() { # shot NAME [DELAY [SIZE]]: the screen (windows stack at 0,0), cropped 
   shot diagnosis-failed 6
 ) 9>"${TMPDIR:-/tmp}/cardmail-bench.lock"
 
-CARDMAIL_SCREENSHOTS="$out" go test -count=1 -run '^TestScreenshots(CardHealth)?$' ./gui
+CARDMAIL_SCREENSHOTS="$out" go test -count=1 -run '^(TestScreenshots(CardHealth)?|TestBridgeScreenshots)$' ./gui
 ls -1 "$out"
