@@ -42,7 +42,7 @@ func TestBridgeMbsyncCardPull(t *testing.T) {
 	size := c.mailboxBytes(t)
 	local := t.TempDir()
 	g := newGate(t, c.br.IMAPAddr(), size/3)
-	cfg := c.mbsyncConfig(t, local, g.addr(), false)
+	cfg := c.mbsyncConfig(t, local, g.addr(), viaBridgeTLS)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -430,20 +430,32 @@ func countMessages(d map[string][]string) int {
 
 // --- mbsync ---
 
-// mbsyncConfig writes an mbsync configuration that pulls every folder of the IMAP store into a Maildir under dir.
-// direct=false: through the bridge at addr with local STARTTLS; direct=true: straight to Dovecot's implicit-TLS port
-// with Alice's certificate and key files.
-func (c *chain) mbsyncConfig(t testing.TB, dir, addr string, direct bool) string {
+// syncMode is how mbsync reaches the mailbox.
+type syncMode int
+
+const (
+	viaBridgeTLS   syncMode = iota // through the bridge with local STARTTLS (the loopback certificate)
+	viaBridgePlain                 // through the bridge without local TLS (allowed on loopback)
+	straight                       // straight to Dovecot's implicit-TLS port with Alice's certificate and key files
+)
+
+// mbsyncConfig writes an mbsync configuration that pulls every folder of the IMAP store at addr into a Maildir
+// under dir.
+func (c *chain) mbsyncConfig(t testing.TB, dir, addr string, mode syncMode) string {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	var acct string
-	if direct {
+	switch mode {
+	case straight:
 		acct = fmt.Sprintf("IMAPAccount a\nHost localhost\nPort %s\nUser %s\nPass unused\nSSLType IMAPS\nSystemCertificates no\n"+
 			"CertificateFile %s\nClientCertificate %s\nClientKey %s\nAuthMechs LOGIN\nTimeout 60\n",
 			port, c.user, c.dv.CAFile, c.b.Alice.CertFile, c.b.Alice.KeyFile)
-	} else {
+	case viaBridgeTLS:
 		acct = fmt.Sprintf("IMAPAccount a\nHost %s\nPort %s\nUser %s\nPass %s\nSSLType STARTTLS\nSystemCertificates no\n"+
 			"CertificateFile %s\nAuthMechs LOGIN\nTimeout 60\n", host, port, c.user, c.pw, c.cert)
+	case viaBridgePlain:
+		acct = fmt.Sprintf("IMAPAccount a\nHost %s\nPort %s\nUser %s\nPass %s\nSSLType None\nAuthMechs LOGIN\nTimeout 60\n",
+			host, port, c.user, c.pw)
 	}
 	cfg := acct + "\nIMAPStore far\nAccount a\n\n" +
 		fmt.Sprintf("MaildirStore near\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n", dir, dir) +

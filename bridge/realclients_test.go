@@ -266,7 +266,7 @@ func TestBridgeRealClients(t *testing.T) {
 	t.Run("dovecot restart under sync", func(t *testing.T) {
 		local := t.TempDir()
 		g := newGate(t, c.br.IMAPAddr(), 1<<20)
-		cfg := c.mbsyncConfig(t, local, g.addr(), false)
+		cfg := c.mbsyncConfig(t, local, g.addr(), viaBridgeTLS)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := mbsyncCmd(t, ctx, cfg)
