@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bridge"
@@ -196,7 +202,7 @@ func newUnitFixture(t *testing.T, opt unitOptions) *unitFixture {
 		t.Fatal(err)
 	}
 	f.acct = mail.Account{Address: bench.DefaultEmail(bench.AliceName), Auth: mail.AuthAuto, Policy: pol,
-		IMAP: server(t, f.ms.IMAPAddr), SMTP: server(t, f.ms.SMTPAddr)}
+		IMAP: serverOf(t, f.ms.IMAPAddr, mail.Implicit), SMTP: serverOf(t, f.ms.SMTPAddr, mail.Implicit)}
 	if opt.pinCert {
 		sum := sha256.Sum256(ids.alice.Cert.Raw)
 		f.acct.Cert = session.Selection{CertSHA256: fmt.Sprintf("%x", sum)}
@@ -219,15 +225,53 @@ func newUnitFixture(t *testing.T, opt unitOptions) *unitFixture {
 	return f
 }
 
-func server(t *testing.T, addr string) mail.Server {
-	t.Helper()
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
+// parallel runs fn(0..n-1) at once and returns their errors joined.
+func parallel(n int, fn func(i int) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = fn(i) }()
 	}
-	var port int
-	fmt.Sscan(p, &port)
-	return mail.Server{Host: h, Port: port, Security: mail.Implicit}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// localClient is one local connection: an IMAP session (login, LIST, SELECT, FETCH of the first message, logout)
+// or, with smtpClient, an SMTP one (AUTH PLAIN, RSET, QUIT).
+func localClient(imapAddr, smtpAddr, user, pw string, smtpClient bool) error {
+	if smtpClient {
+		sc, err := smtp.Dial(smtpAddr)
+		if err != nil {
+			return err
+		}
+		defer sc.Close()
+		if err := sc.Auth(sasl.NewPlainClient("", user, pw)); err != nil {
+			return fmt.Errorf("smtp auth: %w", err)
+		}
+		if err := sc.Reset(); err != nil {
+			return err
+		}
+		return sc.Quit()
+	}
+	cl, err := imapclient.DialInsecure(imapAddr, nil)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := cl.Login(user, pw).Wait(); err != nil {
+		return fmt.Errorf("imap login: %w", err)
+	}
+	if _, err := cl.List("", "*", nil).Collect(); err != nil {
+		return err
+	}
+	if _, err := cl.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return err
+	}
+	if _, err := cl.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect(); err != nil {
+		return err
+	}
+	return cl.Logout().Wait()
 }
 
 // remove takes the card out (the manager is told as pcscd would tell it); insert puts id in.

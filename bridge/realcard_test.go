@@ -12,6 +12,28 @@ import (
 	"github.com/cardmail/cardmail/bridge"
 )
 
+// heldMbsync starts mbsync with cfg through the gate g and returns once the gate holds it (a share of the mailbox
+// went through). exited receives mbsync's end; out collects its output.
+func heldMbsync(t *testing.T, g *gate, cfg string) (exited chan error, out *bytes.Buffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd := mbsyncCmd(t, ctx, cfg)
+	out = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-g.paused:
+	case err := <-exited:
+		t.Fatalf("mbsync ended before the gate held it: %v\n%s", err, out.String())
+	}
+	return exited, out
+}
+
 // mailboxBytes is the size of Alice's mailbox on disk.
 func (c *chain) mailboxBytes(t testing.TB) int64 {
 	t.Helper()
@@ -44,21 +66,7 @@ func TestBridgeMbsyncCardPull(t *testing.T) {
 	g := newGate(t, c.br.IMAPAddr(), size/3)
 	cfg := c.mbsyncConfig(t, local, g.addr(), viaBridgeTLS)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := mbsyncCmd(t, ctx, cfg)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case <-g.paused:
-	case err := <-exited:
-		t.Fatalf("mbsync ended before a third of the mailbox went through: %v\n%s", err, out.String())
-	}
+	exited, out := heldMbsync(t, g, cfg)
 	prompts := c.prompts.Load()
 	c.remove(t)
 	waitFor(t, 5*time.Second, "the relayed session to close on card removal", func() bool {

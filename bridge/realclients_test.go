@@ -1,8 +1,6 @@
 package bridge_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 
 	"github.com/cardmail/cardmail/bridge"
 )
@@ -239,22 +235,10 @@ func TestBridgeRealClients(t *testing.T) {
 	t.Run("50 concurrent", func(t *testing.T) {
 		prompts := c.prompts.Load()
 		done := leakCheck(t)
-		const n = 50
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- oneClient(c, i%5 == 4)
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Error(err)
-			}
+		if err := parallel(50, func(i int) error {
+			return localClient(c.br.IMAPAddr(), c.br.SMTPAddr(), c.user, c.pw, i%5 == 4)
+		}); err != nil {
+			t.Error(err)
 		}
 		waitFor(t, 10*time.Second, "all local clients gone", func() bool { return c.br.Status().Clients == 0 })
 		if p := c.prompts.Load(); p != prompts {
@@ -267,21 +251,7 @@ func TestBridgeRealClients(t *testing.T) {
 		local := t.TempDir()
 		g := newGate(t, c.br.IMAPAddr(), 1<<20)
 		cfg := c.mbsyncConfig(t, local, g.addr(), viaBridgeTLS)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := mbsyncCmd(t, ctx, cfg)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case <-g.paused:
-		case err := <-exited:
-			t.Fatalf("mbsync ended before the gate held it: %v\n%s", err, out.String())
-		}
+		exited, out := heldMbsync(t, g, cfg)
 		disconnects := c.events.count(bridge.ClientDisconnected, "")
 		c.dv.Restart(t)
 		g.open()
@@ -302,43 +272,6 @@ func TestBridgeRealClients(t *testing.T) {
 			t.Errorf("after the restart and a new sync: %s", diff)
 		}
 	})
-}
-
-// oneClient is one local connection of the concurrency test: an IMAP session (login, LIST, SELECT, FETCH of one
-// message, logout) or an SMTP session (login, RSET, quit).
-func oneClient(c *chain, smtpClient bool) error {
-	if smtpClient {
-		sc, err := smtp.Dial(c.br.SMTPAddr())
-		if err != nil {
-			return err
-		}
-		defer sc.Close()
-		if err := sc.Auth(sasl.NewPlainClient("", c.user, c.pw)); err != nil {
-			return fmt.Errorf("smtp auth: %w", err)
-		}
-		if err := sc.Reset(); err != nil {
-			return err
-		}
-		return sc.Quit()
-	}
-	cl, err := imapclient.DialInsecure(c.br.IMAPAddr(), nil)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.Login(c.user, c.pw).Wait(); err != nil {
-		return fmt.Errorf("imap login: %w", err)
-	}
-	if _, err := cl.List("", "*", nil).Collect(); err != nil {
-		return err
-	}
-	if _, err := cl.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		return err
-	}
-	if _, err := cl.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true}).Collect(); err != nil {
-		return err
-	}
-	return cl.Logout().Wait()
 }
 
 func splitAddr(t testing.TB, addr string) (string, string) {

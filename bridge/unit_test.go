@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -216,32 +215,10 @@ func TestCardRemovalAndSwap(t *testing.T) {
 	// Back: many connections, one PIN prompt.
 	f.insert(f.ids.alice)
 	before := f.card.prompts.Load()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := imapclient.DialInsecure(f.b.IMAPAddr(), nil)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			if err := c.Login(f.acct.Address, f.pw).Wait(); err != nil {
-				errs <- err
-				return
-			}
-			_, err = c.Select("INBOX", nil).Wait()
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("after reinsertion: %v", err)
-		}
+	if err := parallel(8, func(int) error {
+		return localClient(f.b.IMAPAddr(), "", f.acct.Address, f.pw, false)
+	}); err != nil {
+		t.Errorf("after reinsertion: %v", err)
 	}
 	if n := f.card.prompts.Load() - before; n != 1 {
 		t.Errorf("%d PIN prompts for 8 connections of one card generation, want 1", n)
@@ -542,46 +519,10 @@ func TestConcurrentLocalConnections(t *testing.T) {
 	f := newUnitFixture(t, unitOptions{})
 	done := leakCheck(t)
 	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i%2 == 0 {
-				c, err := smtp.Dial(f.b.SMTPAddr())
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				errs <- c.Auth(sasl.NewPlainClient("", f.acct.Address, f.pw))
-				c.Quit()
-				return
-			}
-			c, err := imapclient.DialInsecure(f.b.IMAPAddr(), nil)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			if err := c.Login(f.acct.Address, f.pw).Wait(); err != nil {
-				errs <- err
-				return
-			}
-			if _, err := c.List("", "*", nil).Collect(); err != nil {
-				errs <- err
-				return
-			}
-			errs <- c.Logout().Wait()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
+	if err := parallel(n, func(i int) error {
+		return localClient(f.b.IMAPAddr(), f.b.SMTPAddr(), f.acct.Address, f.pw, i%2 == 0)
+	}); err != nil {
+		t.Error(err)
 	}
 	if p := f.card.prompts.Load(); p != 1 {
 		t.Errorf("%d PIN prompts, want 1", p)

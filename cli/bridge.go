@@ -124,8 +124,7 @@ func (o *bridgeOutput) ready(r bridgeReady) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.json {
-		b, _ := json.Marshal(r)
-		fmt.Fprintf(o.w, "%s\n", b)
+		o.line(r)
 		return
 	}
 	t := func(key string, data map[string]any) string { return words.T(o.lang, key, data) }
@@ -142,6 +141,12 @@ func (o *bridgeOutput) ready(r bridgeReady) {
 	fmt.Fprintln(o.w, t("cli.bridge.stop", nil))
 }
 
+// line prints v as one JSON line; o.mu is held.
+func (o *bridgeOutput) line(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(o.w, "%s\n", b)
+}
+
 func (o *bridgeOutput) event(ev bridge.Event) {
 	line := bridgeEvent{Event: ev.Kind, Time: ev.Time.UTC().Format(time.RFC3339Nano), Protocol: ev.Protocol,
 		Client: ev.Client, Reader: ev.Reader, Code: ev.Code, Clients: ev.Clients}
@@ -154,8 +159,7 @@ func (o *bridgeOutput) event(ev bridge.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.json {
-		b, _ := json.Marshal(line)
-		fmt.Fprintf(o.w, "%s\n", b)
+		o.line(line)
 		return
 	}
 	text := words.T(o.lang, "cli.bridge.event."+string(ev.Kind), map[string]any{"Protocol": ev.Protocol,

@@ -165,6 +165,16 @@ func (d *Dialer) retryResumption(ctx context.Context, attempt func(cn *conn) err
 	return attempt(d.newConn(ctx))
 }
 
+// open starts connection attempt cn to srv: the card's TLS configuration first (no network I/O: an absent card
+// fails here), then the TCP connection.
+func (d *Dialer) open(ctx context.Context, a Account, srv Server, cn *conn) (*tls.Config, error) {
+	cfg, err := d.tlsConfig(ctx, a, srv, cn)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, cn.connect(ctx, srv)
+}
+
 // connect opens the TCP connection to srv.
 func (c *conn) connect(ctx context.Context, srv Server) error {
 	return c.step(ctx, StepConnect, func() error {

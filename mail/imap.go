@@ -56,12 +56,8 @@ func (d *Dialer) IMAP(ctx context.Context, a Account) (*IMAPConn, error) {
 // imapOnce is one connection attempt of IMAP.
 func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, error) {
 	tr := cn.tr
-	// Resolve the card first (no network I/O): an absent card fails here.
-	cfg, err := d.tlsConfig(ctx, a, a.IMAP, cn)
+	cfg, err := d.open(ctx, a, a.IMAP, cn)
 	if err != nil {
-		return nil, err
-	}
-	if err := cn.connect(ctx, a.IMAP); err != nil {
 		return nil, err
 	}
 	ic := &IMAPConn{cn: cn, done: make(chan struct{})}

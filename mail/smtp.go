@@ -165,11 +165,8 @@ func (d *Dialer) SMTP(ctx context.Context, a Account) (*SMTPConn, error) {
 // smtpOnce is one connection attempt of SMTP; it also returns the login mechanism when the login was refused.
 func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, string, error) {
 	tr := cn.tr
-	cfg, err := d.tlsConfig(ctx, a, a.SMTP, cn)
+	cfg, err := d.open(ctx, a, a.SMTP, cn)
 	if err != nil {
-		return nil, "", err
-	}
-	if err := cn.connect(ctx, a.SMTP); err != nil {
 		return nil, "", err
 	}
 	ok := false

@@ -74,11 +74,8 @@ func (d *Dialer) IMAPStream(ctx context.Context, a Account) (*IMAPStream, error)
 
 // streamOnce is one connection attempt of IMAPStream.
 func (d *Dialer) streamOnce(ctx context.Context, a Account, cn *conn) (*IMAPStream, error) {
-	cfg, err := d.tlsConfig(ctx, a, a.IMAP, cn)
+	cfg, err := d.open(ctx, a, a.IMAP, cn)
 	if err != nil {
-		return nil, err
-	}
-	if err := cn.connect(ctx, a.IMAP); err != nil {
 		return nil, err
 	}
 	ok := false
