@@ -470,7 +470,7 @@ func refusedByCard(c diagnosis.Code) bool {
 	switch c {
 	case diagnosis.CardAbsent, diagnosis.CardRemoved, diagnosis.PINIncorrect, diagnosis.PINLocked,
 		diagnosis.PINCancelled, diagnosis.NoUsableCertificate, diagnosis.TokenUnresponsive,
-		diagnosis.ModuleNotFound, diagnosis.CardMechanismUnsupported, "card_wrong_identity":
+		diagnosis.ModuleNotFound, diagnosis.CardMechanismUnsupported, diagnosis.CardWrongIdentity:
 		return true
 	}
 	return false

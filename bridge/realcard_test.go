@@ -133,7 +133,7 @@ func TestBridgeMbsyncCardPull(t *testing.T) {
 			last = ev
 		}
 	}
-	if last.Code != "card_wrong_identity" && last.Code != "no_usable_certificate" {
+	if last.Code != "card_wrong_identity" {
 		t.Errorf("refusal with Bruno's card: code %q (%v), want card_wrong_identity", last.Code, last.Err)
 	}
 	log := c.dv.Log()

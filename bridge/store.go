@@ -19,16 +19,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/cardmail/cardmail/internal/atomicfile"
 )
 
 // Store keeps the bridge's per-user state in one directory that only this OS user can read (mode 0700, files
 // 0600; on Windows the user's profile directory ACL): a bridge password per account, the bridge settings per
-// account, and the loopback certificate of local STARTTLS. Every write is atomic (temporary file, fsync, rename,
-// directory fsync), so a crash leaves the old file or the new one. Two processes creating the same password or
-// certificate at once agree on one (the file is created with link(2), which never replaces).
+// account, and the loopback certificate of local STARTTLS. Every write is atomic (internal/atomicfile), so a crash
+// leaves the old file or the new one. Two processes creating the same password or certificate at once agree on one
+// (atomicfile.Create never replaces).
 //
 // The PIN is never stored here, nor anywhere else.
 type Store struct {
@@ -225,50 +226,18 @@ func newLoopbackPair() ([]byte, error) {
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
 }
 
-// write stores data at path atomically with mode 0600. replace=false never replaces an existing file: it fails
-// with an error wrapping fs.ErrExist instead.
+// write stores data at path atomically with mode 0600 (internal/atomicfile). replace=false never replaces an
+// existing file: it fails with an error wrapping fs.ErrExist instead.
 func (s *Store) write(path string, data []byte, replace bool) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return &StoreError{Path: s.Dir, Err: err}
 	}
-	f, err := os.CreateTemp(s.Dir, ".tmp-*")
-	if err != nil {
+	publish := atomicfile.Write
+	if !replace {
+		publish = atomicfile.Create
+	}
+	if err := publish(path, data, 0o600); err != nil {
 		return &StoreError{Path: path, Err: err}
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a rename or a link, only the temporary name goes
-	fail := func(err error) error {
-		f.Close()
-		return &StoreError{Path: path, Err: err}
-	}
-	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return &StoreError{Path: path, Err: err}
-	}
-	if replace {
-		err = os.Rename(tmp, path)
-	} else {
-		err = os.Link(tmp, path)
-	}
-	if err != nil {
-		return &StoreError{Path: path, Err: err}
-	}
-	syncDir(s.Dir)
 	return nil
-}
-
-// syncDir makes a rename durable; failures are ignored (Windows cannot open directories).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
 }

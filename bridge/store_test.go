@@ -60,7 +60,7 @@ func TestStorePassword(t *testing.T) {
 		if info.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v, want 0600", de.Name(), info.Mode().Perm())
 		}
-		if strings.Contains(de.Name(), "alice") || strings.HasPrefix(de.Name(), ".tmp") {
+		if strings.Contains(de.Name(), "alice") || strings.HasPrefix(de.Name(), ".") {
 			t.Errorf("file %q: an address in a name, or a temporary file left", de.Name())
 		}
 	}

@@ -243,8 +243,8 @@ func TestCardRemovalAndSwap(t *testing.T) {
 			codes = append(codes, string(ev.Code))
 		}
 	}
-	if got := codes[len(codes)-1]; got != "card_wrong_identity" && got != "no_usable_certificate" {
-		t.Errorf("last refusal code %q, want card_wrong_identity (or no_usable_certificate before session/ names it)", got)
+	if got := codes[len(codes)-1]; got != "card_wrong_identity" {
+		t.Errorf("last refusal code %q, want card_wrong_identity", got)
 	}
 	if f.events.count(bridge.CardRemoved, "") != 2 || f.events.count(bridge.CardInserted, "") != 2 {
 		t.Errorf("card events: %+v", f.events.all())

@@ -24,7 +24,19 @@ func IsTemp(name string) bool {
 // Write replaces path with data, with permissions perm (ignored on Windows): it writes a temporary file in the same
 // directory, flushes it to disk, renames it over path and flushes the directory. The directory must exist. On error
 // path is unchanged and the temporary file is removed; the error is the *os.PathError of the step that failed.
-func Write(path string, data []byte, perm os.FileMode) (err error) {
+func Write(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, os.Rename)
+}
+
+// Create is Write for a file that must not be replaced: the temporary file is hard-linked to path (link(2) and
+// CreateHardLink never replace), so when several processes create the same file at once, exactly one succeeds and
+// the others get an *os.LinkError wrapping fs.ErrExist (they then read the winner's file).
+func Create(path string, data []byte, perm os.FileMode) error {
+	return write(path, data, perm, os.Link)
+}
+
+// write writes data to a temporary file next to path and gives it path's name with publish (rename or link).
+func write(path string, data []byte, perm os.FileMode, publish func(oldpath, newpath string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+tempMarker+"*")
 	if err != nil {
@@ -34,8 +46,8 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = os.Remove(tmp)
 		}
+		_ = os.Remove(tmp) // after a rename there is nothing left to remove; after a link, the temporary name goes
 	}()
 	if err = f.Chmod(perm); err != nil && runtime.GOOS != "windows" {
 		return err
@@ -49,7 +61,7 @@ func Write(path string, data []byte, perm os.FileMode) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
+	if err = publish(tmp, path); err != nil {
 		return err
 	}
 	return syncDir(dir)

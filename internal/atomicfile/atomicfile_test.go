@@ -2,8 +2,10 @@ package atomicfile
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -65,5 +67,26 @@ func TestWriteFailureKeepsOldFile(t *testing.T) {
 	}
 	if err := WriteDir(filepath.Join(dir, "made", "f"), []byte("y"), 0o600, 0o700); err != nil {
 		t.Errorf("WriteDir: %v", err)
+	}
+}
+
+func TestCreateNeverReplaces(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret")
+	if err := Create(path, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Create(path, []byte("second"), 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second Create: %v, want fs.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "first" {
+		t.Errorf("file holds %q, want the first", b)
+	}
+	des, _ := os.ReadDir(filepath.Dir(path))
+	if len(des) != 1 {
+		t.Errorf("%d files left, want only the target", len(des))
+	}
+	if fi, _ := os.Stat(path); runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode().Perm())
 	}
 }
