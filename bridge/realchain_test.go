@@ -481,11 +481,22 @@ func mbsyncCmd(t testing.TB, ctx context.Context, cfg string) *exec.Cmd {
 
 // runMbsync runs a whole sync and returns its output and error.
 func runMbsync(t testing.TB, cfg string, timeout time.Duration) (string, error) {
+	out, _, err := runMbsyncCPU(t, cfg, timeout)
+	return out, err
+}
+
+// runMbsyncCPU is runMbsync that also returns the CPU time (user + system) mbsync used.
+func runMbsyncCPU(t testing.TB, cfg string, timeout time.Duration) (string, time.Duration, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := mbsyncCmd(t, ctx, cfg).CombinedOutput()
-	return string(out), err
+	cmd := mbsyncCmd(t, ctx, cfg)
+	out, err := cmd.CombinedOutput()
+	var cpu time.Duration
+	if cmd.ProcessState != nil {
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	return string(out), cpu, err
 }
 
 // --- a gate in front of the bridge ---

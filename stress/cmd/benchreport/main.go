@@ -286,6 +286,12 @@ func bridgeRows(o *Output) []Row {
 	} else {
 		rows = append(rows, missing("12", "full mailbox sync through the bridge vs direct", "≤ 1.2×", bb))
 	}
+	if cb, ok := o.Metric("bridge", "Bridge", "ms-cpu-bridge"); ok {
+		if cd, ok := o.Metric("bridge", "Bridge", "ms-cpu-direct"); ok {
+			rows = append(rows, Row{"12", "CPU time of that sync, mbsync + bridge (local STARTTLS) vs mbsync alone, median of 9",
+				num(cb, "ms"), "direct: " + num(cd, "ms"), ratio(cb, cd), "—", false})
+		}
+	}
 	dv, ok1 := o.Metric("bridge", "Bridge", "sigs/100conn-dovecot")
 	rs, ok2 := o.Metric("bridge", "Bridge", "sigs/100conn-resuming")
 	if ok1 && ok2 {
