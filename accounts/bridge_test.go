@@ -19,7 +19,7 @@ func TestBridgesOfProfiles(t *testing.T) {
 	defer m.Close()
 	dir := t.TempDir()
 	newSvc := func() *accounts.Service {
-		s := accounts.New(m, accounts.Dirs{Cache: t.TempDir(), Outbox: t.TempDir()}, 0)
+		s := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
 		s.BridgeStore = &bridge.Store{Dir: dir}
 		return s
 	}
