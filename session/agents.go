@@ -51,7 +51,12 @@ func killAndWait(a Agent) {
 	}
 }
 
-// setSpare keeps a as the spare agent if no card event happened since version ver; otherwise it drops it.
+// spareIdle is how long the spare agent waits for a login before it is closed: it saves a process start on the way
+// from a card insertion to the first handshake, but an idle app should not keep a module loaded for nothing.
+const spareIdle = 30 * time.Second
+
+// setSpare keeps a as the spare agent if no card event happened since version ver (for spareIdle at most);
+// otherwise it drops it.
 func (m *Manager) setSpare(a Agent, ver uint64) {
 	m.mu.Lock()
 	old := m.spare
@@ -59,7 +64,22 @@ func (m *Manager) setSpare(a Agent, ver uint64) {
 	_, live := m.agents[a]
 	if !m.closed && live && m.version == ver {
 		m.spare, m.spareVer = a, ver
+		spare := a
 		a = nil
+		time.AfterFunc(spareIdle, func() {
+			m.mu.Lock()
+			idle := m.spare == spare
+			if idle {
+				m.spare = nil
+			}
+			m.mu.Unlock()
+			if idle {
+				_ = spare.Close()
+				m.mu.Lock()
+				delete(m.agents, spare)
+				m.mu.Unlock()
+			}
+		})
 	}
 	m.mu.Unlock()
 	for _, x := range []Agent{old, a} {
