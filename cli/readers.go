@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -23,10 +22,14 @@ type readerJSON struct {
 	State       uint32 `json:"state"`
 }
 
-// readersJSON is the --json shape of `cardmail readers`.
+// readersJSON is the --json shape of `cardmail readers`. When the readers cannot be listed, Problem is a
+// reader.Problem identifier, Message says it in the user's language and Code is reader.Detail (the PC/SC code).
 type readersJSON struct {
 	Service bool         `json:"service_running"`
 	Readers []readerJSON `json:"readers"`
+	Problem string       `json:"problem,omitempty"`
+	Message string       `json:"message,omitempty"`
+	Code    string       `json:"code,omitempty"`
 }
 
 // eventJSON is one line of `cardmail readers --watch --json`.
@@ -37,6 +40,14 @@ type eventJSON struct {
 	EventCount uint16 `json:"event_count,omitempty"`
 	Time       string `json:"time"`
 	Error      string `json:"error,omitempty"`
+	// Problem and Message explain a service_down event (see readersJSON).
+	Problem string `json:"problem,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// readerProblem returns the user's words for a failure of reader.List or a service_down event: never a bare code.
+func readerProblem(lang words.Lang, err error) string {
+	return words.T(lang, reader.ProblemOf(err).WordsKey(), map[string]any{"Code": reader.Detail(err)})
 }
 
 func hexATR(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
@@ -55,9 +66,9 @@ func runReaders(ctx context.Context, env Env, args []string) int {
 	defer cancel()
 	rs, err := reader.List(lctx)
 	out := readersJSON{Service: err == nil, Readers: []readerJSON{}}
-	if err != nil && !errors.Is(err, reader.ErrServiceNotRunning) {
-		fmt.Fprintf(env.Stderr, "cardmail readers: %v\n", err)
-		return ExitFailure
+	if err != nil {
+		out.Problem, out.Message, out.Code = string(reader.ProblemOf(err)), readerProblem(env.Lang, err), reader.Detail(err)
+		fmt.Fprintf(env.Stderr, "cardmail readers: %v\n", err) // the technical detail, for IT
 	}
 	for _, r := range rs {
 		out.Readers = append(out.Readers, readerJSON{Name: r.Name, CardPresent: r.CardPresent, ATR: hexATR(r.ATR),
@@ -68,9 +79,9 @@ func runReaders(ctx context.Context, env Env, args []string) int {
 	} else {
 		switch {
 		case err != nil:
-			fmt.Fprintln(env.Stdout, words.T(env.Lang, "cli.service_down", nil))
+			fmt.Fprintln(env.Stdout, out.Message)
 		case len(rs) == 0:
-			fmt.Fprintln(env.Stdout, words.T(env.Lang, "cli.no_readers", nil))
+			fmt.Fprintln(env.Stdout, words.T(env.Lang, reader.ProblemNoReader.WordsKey(), nil))
 		default:
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "READER\tCARD\tATR\tEVENTS")
@@ -97,6 +108,7 @@ func watchReaders(ctx context.Context, env Env, asJSON bool) int {
 			Time: ev.Time.Format(time.RFC3339Nano)}
 		if ev.Err != nil {
 			line.Error = ev.Err.Error()
+			line.Problem, line.Message = string(reader.ProblemOf(ev.Err)), readerProblem(env.Lang, ev.Err)
 		}
 		if asJSON {
 			if err := enc.Encode(line); err != nil {
@@ -105,7 +117,7 @@ func watchReaders(ctx context.Context, env Env, asJSON bool) int {
 			continue
 		}
 		fmt.Fprintf(env.Stdout, "%s %-14s %s %s%s\n", ev.Time.Format("15:04:05.000"), line.Event, line.Reader,
-			line.ATR, map[bool]string{true: " " + line.Error}[line.Error != ""])
+			line.ATR, map[bool]string{true: " " + line.Message}[line.Message != ""])
 	}
 	return ExitOK
 }

@@ -44,13 +44,14 @@ type cardsView struct {
 	certs      []session.CardCert
 	certsErr   error
 
-	banner     *widget.Label
-	readerList *widget.List
-	certList   *widget.List
-	certStatus *widget.Label
-	progress   *widget.ProgressBarInfinite
-	health     *healthView
-	root       *fyne.Container // content(), laid out again when the health display changes height
+	banner       *widget.Label
+	readerStatus *widget.Label // why no reader is shown: the words of a reader.Problem; hidden when readers are listed
+	readerList   *widget.List
+	certList     *widget.List
+	certStatus   *widget.Label
+	progress     *widget.ProgressBarInfinite
+	health       *healthView
+	root         *fyne.Container // content(), laid out again when the health display changes height
 
 	mu     sync.Mutex // guards seq and cancel, which background goroutines read
 	seq    int
@@ -63,6 +64,10 @@ func newCardsView(svc CardService, lang words.Lang) *cardsView {
 	v.banner.Importance = widget.DangerImportance
 	v.banner.Wrapping = fyne.TextWrapWord
 	v.banner.Hide()
+	v.readerStatus = widget.NewLabel("")
+	v.readerStatus.Wrapping = fyne.TextWrapWord
+	v.readerStatus.Importance = widget.WarningImportance
+	v.readerStatus.Hide()
 	v.certStatus = widget.NewLabel("")
 	v.certStatus.Wrapping = fyne.TextWrapWord
 	v.progress = widget.NewProgressBarInfinite()
@@ -106,8 +111,8 @@ func (v *cardsView) t(key string, data map[string]any) string { return words.T(v
 
 // content lays the view out.
 func (v *cardsView) content() fyne.CanvasObject {
-	readers := container.NewBorder(widget.NewLabelWithStyle(v.t("readers.title", nil), fyne.TextAlignLeading,
-		fyne.TextStyle{Bold: true}), nil, nil, nil, v.readerList)
+	readers := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle(v.t("readers.title", nil),
+		fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.readerStatus), nil, nil, nil, v.readerList)
 	certs := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle(v.t("certs.title", nil),
 		fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.progress, v.certStatus), nil, nil, nil, v.certList)
 	split := container.NewHSplit(readers, certs)
@@ -173,10 +178,14 @@ func (v *cardsView) apply(rs []reader.Reader, rerr error, cs []session.CardCert,
 	v.readers, v.readersErr = rs, rerr
 	v.certs, v.certsErr = cs, cerr
 	switch {
-	case errors.Is(rerr, reader.ErrServiceNotRunning):
-		v.showBanner(v.t("readers.service_down", nil))
-	case rerr == nil && len(rs) == 0:
-		v.showBanner(v.t("readers.none", nil))
+	case rerr != nil: // every PC/SC failure in words (service stopped, no reader, internal error...), code after
+		v.readerStatus.SetText(v.t(reader.ProblemOf(rerr).WordsKey(), map[string]any{"Code": reader.Detail(rerr)}))
+		v.readerStatus.Show()
+	case len(rs) == 0:
+		v.readerStatus.SetText(v.t(reader.ProblemNoReader.WordsKey(), nil))
+		v.readerStatus.Show()
+	default:
+		v.readerStatus.Hide()
 	}
 	switch {
 	case cerr == nil && len(cs) == 0, errors.Is(cerr, session.ErrCardAbsent):

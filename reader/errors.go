@@ -13,7 +13,8 @@ import (
 // no readers.
 var ErrServiceNotRunning = errors.New("reader: pc/sc service not running")
 
-// OpError is a PC/SC call that failed. Code is the raw PC/SC return code (SCARD_E_*, SCARD_F_*); Unwrap gives it back
+// OpError is a PC/SC call that failed. Its Error string names the code (SCARD_F_INTERNAL_ERROR (0x80100001)), the
+// same on every OS; ProblemOf classifies it for the user's words. Code is the raw PC/SC return code (SCARD_E_*, SCARD_F_*); Unwrap gives it back
 // as a github.com/ebfe/scard Error, so errors.Is(err, scard.ErrCommError) works, and errors.Is(err,
 // ErrServiceNotRunning) is true for the codes that mean the service is gone (see ServiceGone).
 type OpError struct {
@@ -24,9 +25,9 @@ type OpError struct {
 
 func (e *OpError) Error() string {
 	if e.Reader != "" {
-		return fmt.Sprintf("reader: %s %q: %s (0x%08X)", e.Op, e.Reader, scard.Error(e.Code).Error(), e.Code)
+		return fmt.Sprintf("reader: %s %q: %s", e.Op, e.Reader, CodeName(e.Code))
 	}
-	return fmt.Sprintf("reader: %s: %s (0x%08X)", e.Op, scard.Error(e.Code).Error(), e.Code)
+	return fmt.Sprintf("reader: %s: %s", e.Op, CodeName(e.Code))
 }
 
 // Unwrap returns the PC/SC code as a scard.Error.

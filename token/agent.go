@@ -30,6 +30,10 @@ const (
 // has no way to make its agent hang.
 var agentHang string
 
+// testHangExit as agentHang makes the agent sleep for an hour once its input is closed instead of exiting, to test
+// that an agent whose exit is blocked still dies with its parent (the Windows job object).
+const testHangExit = "exit"
+
 // AgentRequested reports whether this process was started as a token agent (CARDMAIL_TOKEN_AGENT=1). main and
 // every TestMain of a package that starts agents must begin with:
 //
@@ -83,6 +87,11 @@ func serveAgent(r io.Reader, w io.Writer, logger *log.Logger) error {
 	select {
 	case <-served:
 	case <-eof:
+		if a.hang == testHangExit {
+			// Like a module whose DLL_PROCESS_DETACH or atexit handler deadlocks: the process cannot exit.
+			logger.Printf("%s: test hang hook active, sleeping", testHangExit)
+			time.Sleep(time.Hour)
+		}
 		// net/rpc waits for pending calls before ServeConn returns; do not wait for a call hung in the module.
 		select {
 		case <-served:

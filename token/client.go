@@ -119,6 +119,13 @@ func StartOptions(ctx context.Context, modulePath string, opt Options) (*Client,
 		outR.Close()
 		return nil, &OpError{Op: "start", Err: err}
 	}
+	if err := bindToParent(cmd.Process); err != nil { // Windows: a job object kills the agent when we die
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		inW.Close()
+		outR.Close()
+		return nil, &OpError{Op: "start", Err: err}
+	}
 	c := &Client{opt: opt, module: mod, cmd: cmd, conn: &pipeConn{r: outR, w: inW}, done: make(chan struct{}),
 		turn: make(chan struct{}, 1)}
 	c.rpc = rpc.NewClient(c.conn)

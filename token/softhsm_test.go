@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -458,10 +457,14 @@ func TestAgentKilledMidCall(t *testing.T) {
 		errc := make(chan error, 1)
 		go func() { _, err := c.Slots(context.Background()); errc <- err }()
 		waitReached(t, reached)
-		if err := syscall.Kill(c.PID(), syscall.SIGKILL); err != nil {
+		p, err := os.FindProcess(c.PID())
+		if err != nil {
 			t.Fatal(err)
 		}
-		err := <-errc
+		if err := p.Kill(); err != nil { // SIGKILL; TerminateProcess on Windows
+			t.Fatal(err)
+		}
+		err = <-errc
 		var ee *exec.ExitError
 		if !errors.Is(err, token.ErrAgentExited) || !errors.As(err, &ee) {
 			t.Fatalf("err = %v, want ErrAgentExited wrapping the exit status", err)
