@@ -18,7 +18,28 @@ var (
 	ErrTooLarge = errors.New("profile file too large")
 	// ErrNotRegular: a profile path names something other than a regular file (directory, device, FIFO).
 	ErrNotRegular = errors.New("profile path is not a regular file")
+	// ErrExists is matched by *ExistsError.
+	ErrExists = errors.New("a profile with this name already exists")
 )
+
+// ExistsError: Create or Rename would have replaced another user profile. Name is the name asked for, Existing the
+// profile the file system takes for it: the same name, or, where file names ignore case (Windows, macOS), one that
+// differs only in case ("Alice" for "alice"). Path is the file.
+type ExistsError struct {
+	Name     string
+	Existing string
+	Path     string
+}
+
+func (e *ExistsError) Error() string {
+	if e.Existing != e.Name {
+		return fmt.Sprintf("profile %q: the file system takes it for the existing profile %q (%s)", e.Name, e.Existing, e.Path)
+	}
+	return fmt.Sprintf("profile %q already exists (%s)", e.Name, e.Path)
+}
+
+// Is makes errors.Is(err, ErrExists) true.
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
 
 var errNotObject = errors.New("not a JSON object")
 
@@ -39,6 +60,7 @@ const (
 	ReasonBadPolicy        = "bad_policy"         // not default or mssante
 	ReasonBadPath          = "bad_path"           // CA file or module path not absolute
 	ReasonBadFingerprint   = "bad_fingerprint"    // cert_sha256 not 64 hex digits
+	ReasonNetworkPath      = "network_path"       // a system preset names a CA file or module on the network
 )
 
 // ValidationError says which member of a profile is wrong and why. Field is the JSON member path ("imap.port",

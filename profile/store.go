@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -101,12 +102,16 @@ func isTemp(base string) bool {
 // List returns one entry per profile name, sorted by name: the user's profiles and the system presets, a user
 // profile hiding a preset of the same name (even when the user file is broken: Load reports its error). A file
 // that cannot be read or parsed is an entry with Err set, next to the good ones; files whose name does not end in
-// ".json" or starts with "." (Save's temporary files among them) are ignored. The error is non-nil only when a
+// ".json" or starts with "." (Save's temporary files among them) are ignored. A system preset that a user other
+// than an administrator could change is not read: its entry has Err wrapping *UnsafePresetError (ErrUnsafePreset),
+// which the CLI and the GUI show as a warning; one that names a network path has a *ValidationError
+// (network_path). The error is non-nil only when a
 // directory exists but cannot be read (errors.Join of *FileError); the entries that could be read are returned
 // with it. A missing directory is not an error.
 func (s *Store) List() ([]Entry, error) {
 	byName := map[string]Entry{}
 	var dirErrs []error
+	var guard presetGuard
 	add := func(dir string, scope Scope) {
 		des, err := os.ReadDir(dir)
 		if err != nil {
@@ -129,7 +134,11 @@ func (s *Store) List() ([]Entry, error) {
 				continue
 			}
 			e := Entry{Name: name, Path: filepath.Join(dir, base), Scope: scope, ReadOnly: scope == ScopeSystem}
-			e.Profile, e.Err = readProfile(e.Path, name)
+			if scope == ScopeSystem {
+				e.Profile, e.Err = readPreset(&guard, e.Path, name)
+			} else {
+				e.Profile, e.Err = readProfile(e.Path, name)
+			}
 			byName[name] = e
 		}
 	}
@@ -150,14 +159,22 @@ func (s *Store) List() ([]Entry, error) {
 // Load returns the profile called name: the user's if there is one, else the first system preset. Errors: a
 // *ValidationError (reason bad_name) for a name that ValidName refuses, ErrNotFound (wrapped) when no directory
 // holds it, a *FileError when the file exists but is unreadable or invalid (a broken user file is reported, not
-// skipped in favour of the preset).
+// skipped in favour of the preset). A system preset that a user other than an administrator could change is
+// refused with a *FileError wrapping *UnsafePresetError (ErrUnsafePreset).
 func (s *Store) Load(name string) (Entry, error) {
 	if !ValidName(name) {
 		return Entry{}, &ValidationError{Field: "name", Reason: ReasonBadName}
 	}
+	var guard presetGuard
 	try := func(dir string, scope Scope) (Entry, bool, error) {
 		path := filepath.Join(dir, name+fileExt)
-		p, err := readProfile(path, name)
+		var p *Profile
+		var err error
+		if scope == ScopeSystem {
+			p, err = readPreset(&guard, path, name)
+		} else {
+			p, err = readProfile(path, name)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return Entry{}, false, nil
 		}
@@ -228,39 +245,171 @@ func readProfile(path, name string) (*Profile, error) {
 		return fail(err)
 	}
 	if p.Name != name {
-		return fail(&ValidationError{Field: "name", Reason: ReasonNameMismatch})
+		// A name that differs only in case is the same file on Windows and macOS: Rename leaves that state for an
+		// instant between its two steps. The file name is the profile's identity.
+		if !strings.EqualFold(p.Name, name) {
+			return fail(&ValidationError{Field: "name", Reason: ReasonNameMismatch})
+		}
+		p.Name = name
 	}
 	return p, nil
 }
 
-// Save validates p and writes it as UserDir/<p.Name>.json, replacing any user profile of that name. A system
-// preset of the same name is not touched: the new user profile shadows it. The write is atomic: the JSON goes to
-// a temporary file in the same directory (mode 0600), which is fsynced, renamed over the target, and the directory
+// readPreset reads a system preset: refused unless only administrators (or the current user) can change it and the
+// paths it names are local (see ValidatePreset). Errors are *FileError.
+func readPreset(g *presetGuard, path, name string) (*Profile, error) {
+	if err := g.file(path); err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	p, err := readProfile(path, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.ValidatePreset(); err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	return p, nil
+}
+
+// Save validates p and writes it as UserDir/<p.Name>.json, replacing any user profile of that name (on a file
+// system that ignores case, "alice" replaces "Alice.json", which keeps its spelling: use Rename to change it). A
+// system preset of the same name is not touched: the new user profile shadows it. The write is atomic: the JSON goes
+// to a temporary file in the same directory (mode 0600), which is fsynced, renamed over the target, and the directory
 // is fsynced, so a crash leaves either the old file or the new one, at worst plus a temporary file that List
 // ignores and a later Save removes once it is older than a minute. Errors: *ValidationError (p is not saved),
 // *FileError for file system failures. p.Version is ignored: Version is written.
 func (s *Store) Save(p *Profile) error {
-	data, err := Marshal(p)
+	tmp, target, err := s.writeTemp(p)
 	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		os.Remove(tmp)
+		return &FileError{Path: target, Err: err}
+	}
+	return s.syncUserDir()
+}
+
+// Create saves a new profile like Save, but never replaces one: when the user directory already has a profile that
+// the file system takes for p.Name (the same name, or one that differs only in case where file names ignore case:
+// Windows, macOS), it returns an *ExistsError (ErrExists) and changes nothing. The check and the write are one
+// atomic step (a hard link, or MoveFileEx without replace on Windows), so two processes creating the same name cannot
+// both succeed. A system preset of that name is no obstacle: the new profile shadows it.
+func (s *Store) Create(p *Profile) error {
+	tmp, target, err := s.writeTemp(p)
+	if err != nil {
+		return err
+	}
+	if err := renameNoReplace(tmp, target); err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return s.existsError(p.Name, target)
+		}
+		return &FileError{Path: target, Err: err}
+	}
+	return s.syncUserDir()
+}
+
+// Rename replaces the user profile called old with p, which may have another name; no profile is ever lost or
+// overwritten on the way:
+//   - p.Name == old: Save;
+//   - old has no user file (a system preset, or already gone): Create;
+//   - p.Name names another existing user profile: *ExistsError, nothing changes;
+//   - p.Name differs from old only in case on a file system that ignores case ("Alice" to "alice" on Windows or
+//     macOS: both names are one file): the file's content is replaced atomically, then the file is renamed to the
+//     new spelling (through a temporary name where the file system ignores a rename that only changes case);
+//   - otherwise p is created under its name (as Create), then old is deleted: a crash in between leaves both.
+//
+// Errors: *ValidationError, *ExistsError, *FileError.
+func (s *Store) Rename(old string, p *Profile) error {
+	if !ValidName(old) {
+		return &ValidationError{Field: "name", Reason: ReasonBadName}
+	}
+	if old == p.Name {
+		return s.Save(p)
+	}
+	if err := p.Validate(); err != nil {
 		return err
 	}
 	if s.UserDir == "" {
 		return &FileError{Path: "", Err: fs.ErrInvalid}
 	}
+	oldPath := filepath.Join(s.UserDir, old+fileExt)
+	oi, err := os.Stat(oldPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.Create(p)
+	}
+	if err != nil {
+		return &FileError{Path: oldPath, Err: err}
+	}
+	target := filepath.Join(s.UserDir, p.Name+fileExt)
+	ni, err := os.Stat(target)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return &FileError{Path: target, Err: err}
+	}
+	if err != nil { // a new name
+		if err := s.Create(p); err != nil {
+			return err
+		}
+		if err := os.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return &FileError{Path: oldPath, Err: err}
+		}
+		return s.syncUserDir()
+	}
+	if !os.SameFile(oi, ni) {
+		return s.existsError(p.Name, target)
+	}
+	// One file, two spellings: new content first (readProfile accepts a name that differs only in case), then
+	// the new spelling.
+	tmp, _, err := s.writeTemp(p)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, oldPath); err != nil {
+		os.Remove(tmp)
+		return &FileError{Path: oldPath, Err: err}
+	}
+	if err := os.Rename(oldPath, target); err != nil {
+		return &FileError{Path: target, Err: err}
+	}
+	if s.onDisk(p.Name) != p.Name {
+		// The file system ignored a rename that only changes case (Linux case-folding directories): move the
+		// file to a temporary name and back. List does not show it for that instant.
+		mid := filepath.Join(s.UserDir, "."+p.Name+fileExt+".respell")
+		if err := os.Rename(target, mid); err != nil {
+			return &FileError{Path: target, Err: err}
+		}
+		if err := os.Rename(mid, target); err != nil {
+			return &FileError{Path: target, Err: err}
+		}
+	}
+	return s.syncUserDir()
+}
+
+// writeTemp validates p and writes it, fsynced and closed, to a new temporary file of UserDir (created if needed);
+// target is UserDir/<p.Name>.json. Errors: *ValidationError, *FileError.
+func (s *Store) writeTemp(p *Profile) (tmp, target string, err error) {
+	data, err := Marshal(p)
+	if err != nil {
+		return "", "", err
+	}
+	if s.UserDir == "" {
+		return "", "", &FileError{Path: "", Err: fs.ErrInvalid}
+	}
 	if err := os.MkdirAll(s.UserDir, 0o700); err != nil {
-		return &FileError{Path: s.UserDir, Err: err}
+		return "", "", &FileError{Path: s.UserDir, Err: err}
 	}
 	s.removeStaleTemps()
-	target := filepath.Join(s.UserDir, p.Name+fileExt)
+	target = filepath.Join(s.UserDir, p.Name+fileExt)
 	f, err := os.CreateTemp(s.UserDir, "."+p.Name+fileExt+".tmp-*")
 	if err != nil {
-		return &FileError{Path: target, Err: err}
+		return "", "", &FileError{Path: target, Err: err}
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
+	tmp = f.Name()
+	fail := func(err error) (string, string, error) {
 		f.Close()
 		os.Remove(tmp)
-		return &FileError{Path: target, Err: err}
+		return "", "", &FileError{Path: target, Err: err}
 	}
 	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
 		return fail(err)
@@ -273,16 +422,38 @@ func (s *Store) Save(p *Profile) error {
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
-		return &FileError{Path: target, Err: err}
+		return "", "", &FileError{Path: target, Err: err}
 	}
-	if err := os.Rename(tmp, target); err != nil {
-		os.Remove(tmp)
-		return &FileError{Path: target, Err: err}
-	}
+	return tmp, target, nil
+}
+
+func (s *Store) syncUserDir() error {
 	if err := syncDir(s.UserDir); err != nil {
 		return &FileError{Path: s.UserDir, Err: err}
 	}
 	return nil
+}
+
+// onDisk returns how the user directory spells the profile file name takes for name, without ".json": name
+// itself when that entry exists, else the first entry equal to it but for case, else "".
+func (s *Store) onDisk(name string) string {
+	des, _ := os.ReadDir(s.UserDir)
+	found := ""
+	for _, de := range des {
+		base, ok := strings.CutSuffix(de.Name(), fileExt)
+		switch {
+		case !ok:
+		case base == name:
+			return name
+		case found == "" && strings.EqualFold(base, name):
+			found = base
+		}
+	}
+	return found
+}
+
+func (s *Store) existsError(name, target string) error {
+	return &ExistsError{Name: name, Existing: cmp.Or(s.onDisk(name), name), Path: target}
 }
 
 // removeStaleTemps deletes Save's temporary files older than staleTemp (left by a crash). Failures are ignored:

@@ -15,7 +15,7 @@ import (
 
 func newStore(t *testing.T) (*Store, string) {
 	t.Helper()
-	root := t.TempDir()
+	root := tempDir(t)
 	sys := filepath.Join(root, "system")
 	if err := os.MkdirAll(sys, 0o755); err != nil {
 		t.Fatal(err)
