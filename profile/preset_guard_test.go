@@ -100,4 +100,3 @@ func mustResolve(t *testing.T, p string) string {
 	}
 	return r
 }
-
