@@ -36,6 +36,13 @@ func main() {
 		fmt.Println("cardmail " + version.String())
 		os.Exit(cli.ExitOK)
 	}
+	if len(args) == 1 && args[0] == "--secure-presets" { // run by the Windows installer, as SYSTEM
+		if err := profile.SecureSystemDirs(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(cli.ExitFailure)
+		}
+		os.Exit(cli.ExitOK)
+	}
 	if len(args) > 0 && args[0] != "demo" {
 		os.Exit(cli.Run(ctx, cli.Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Lang: words.Detect()}, args))
 	}

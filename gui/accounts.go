@@ -164,7 +164,14 @@ func (v *accountsView) fillRow(e profile.Entry, row fyne.CanvasObject) {
 	if e.Profile == nil {
 		icon.SetResource(theme.ErrorIcon())
 		detail.Importance = widget.DangerImportance
-		detail.SetText(v.t("accounts.broken", nil))
+		switch {
+		case errors.Is(e.Err, profile.ErrUnsafePreset):
+			detail.SetText(v.t("accounts.preset_unsafe", nil))
+		case errors.As(e.Err, new(*profile.ValidationError)) && e.ReadOnly:
+			detail.SetText(v.t("accounts.preset_invalid", nil))
+		default:
+			detail.SetText(v.t("accounts.broken", nil))
+		}
 		return
 	}
 	st := v.status[e.Name]

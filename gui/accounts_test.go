@@ -136,6 +136,25 @@ func (s *acctStore) Save(p *profile.Profile) error {
 	return nil
 }
 
+func (s *acctStore) Create(p *profile.Profile) error {
+	s.mu.Lock()
+	for _, e := range s.entries {
+		if strings.EqualFold(e.Name, p.Name) {
+			s.mu.Unlock()
+			return &profile.ExistsError{Name: p.Name, Existing: e.Name}
+		}
+	}
+	s.mu.Unlock()
+	return s.Save(p)
+}
+
+func (s *acctStore) Rename(old string, p *profile.Profile) error {
+	if err := s.Save(p); err != nil {
+		return err
+	}
+	return s.Delete(old)
+}
+
 func (s *acctStore) Delete(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

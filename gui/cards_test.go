@@ -25,18 +25,19 @@ import (
 
 // fakeCards is a CardService for GUI tests.
 type fakeCards struct {
-	mu      sync.Mutex
-	readers []reader.Reader
-	certs   []session.CardCert
-	certErr error
-	subs    []func(session.Event)
-	slow    chan struct{} // when non-nil, Certificates waits on it (a busy token)
+	mu         sync.Mutex
+	readers    []reader.Reader
+	readersErr error
+	certs      []session.CardCert
+	certErr    error
+	subs       []func(session.Event)
+	slow       chan struct{} // when non-nil, Certificates waits on it (a busy token)
 }
 
 func (f *fakeCards) Readers(context.Context) ([]reader.Reader, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.readers, nil
+	return f.readers, f.readersErr
 }
 
 func (f *fakeCards) Certificates(ctx context.Context) ([]session.CardCert, error) {
@@ -127,6 +128,43 @@ func TestCardsViewShowsReadersAndCertificates(t *testing.T) {
 			if v.certStatus.Text != words.T(lang, "certs.none", nil) {
 				t.Errorf("status %q", v.certStatus.Text)
 			}
+		})
+	}
+}
+
+// Every PC/SC failure shows in the readers pane in words, with the code after them (never a bare winapi number),
+// and the words go away once readers are listed.
+func TestCardsViewReaderProblems(t *testing.T) {
+	for _, lang := range words.Langs {
+		t.Run(string(lang), func(t *testing.T) {
+			a := newSerialApp(t)
+			fake := &fakeCards{}
+			v := newCardsView(fake, lang)
+			w := a.NewWindow("t")
+			w.SetContent(v.content())
+			for _, tc := range []struct {
+				err  error
+				want string
+			}{
+				{&reader.OpError{Op: "SCardEstablishContext", Code: 0x8010001D}, words.T(lang, "reader.problem.service_not_running", nil)},
+				{&reader.OpError{Op: "SCardEstablishContext", Code: 0x80100001}, words.T(lang, "reader.problem.internal_error",
+					map[string]any{"Code": "SCARD_F_INTERNAL_ERROR (0x80100001)"})},
+				{nil, words.T(lang, "reader.problem.no_reader", nil)},
+			} {
+				fake.mu.Lock()
+				fake.readersErr = tc.err
+				fake.mu.Unlock()
+				v.refresh()
+				waitUI(t, tc.want, func() bool { return v.readerStatus.Visible() && v.readerStatus.Text == tc.want })
+				if !strings.Contains(test.RenderToMarkup(w.Canvas()), tc.want) {
+					t.Errorf("window does not show %q", tc.want)
+				}
+			}
+			fake.mu.Lock()
+			fake.readersErr, fake.readers = nil, []reader.Reader{{Name: "Reader 0"}}
+			fake.mu.Unlock()
+			v.refresh()
+			waitUI(t, "reader listed", func() bool { return !v.readerStatus.Visible() && v.readerList.Length() == 1 })
 		})
 	}
 }

@@ -10,10 +10,13 @@ import (
 	"github.com/cardmail/cardmail/words"
 )
 
-// AccountStore is the saved profiles; *profile.Store implements it.
+// AccountStore is the saved profiles; *profile.Store implements it. Create never overwrites (*profile.ExistsError)
+// and Rename replaces the profile old by p without losing it on case-insensitive file systems.
 type AccountStore interface {
 	List() ([]profile.Entry, error)
 	Save(p *profile.Profile) error
+	Create(p *profile.Profile) error
+	Rename(old string, p *profile.Profile) error
 	Delete(name string) error
 }
 

@@ -1108,14 +1108,16 @@ func (z *wizard) save() {
 	if z.existing != nil && z.existing.Name != p.Name {
 		old = z.existing.Name
 	}
+	isNew := z.existing == nil
 	z.goBackground(wizardSaveTimeout, func(ctx context.Context) {
-		err := z.deps.Store.Save(p)
-		if err == nil && old != "" {
-			// The renamed profile replaces the old one; a system preset of that name stays (it is read-only).
-			if derr := z.deps.Store.Delete(old); derr != nil && !errors.Is(derr, profile.ErrReadOnly) &&
-				!errors.Is(derr, profile.ErrNotFound) {
-				err = derr
-			}
+		var err error
+		switch {
+		case isNew: // never over another profile (also one whose name differs only in case on Windows/macOS)
+			err = z.deps.Store.Create(p)
+		case old != "": // replaces the old one; a system preset of that name stays (it is read-only)
+			err = z.deps.Store.Rename(old, p)
+		default:
+			err = z.deps.Store.Save(p)
 		}
 		z.do(func() { z.saved(p, err) })
 	})
@@ -1125,8 +1127,11 @@ func (z *wizard) saved(p *profile.Profile, err error) {
 	z.saving = false
 	if err != nil {
 		var ve *profile.ValidationError
+		var ee *profile.ExistsError
 		if errors.As(err, &ve) {
 			z.saveErr.SetText(ve.Field + ": " + z.t("wizard.reason."+ve.Reason, nil))
+		} else if errors.As(err, &ee) {
+			z.saveErr.SetText(z.t("wizard.save.exists", map[string]any{"Name": ee.Name, "Existing": ee.Existing}))
 		} else {
 			z.saveErr.SetText(z.t("wizard.save.failed", nil) + "\n" + err.Error())
 		}

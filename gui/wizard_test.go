@@ -61,6 +61,25 @@ func (s *fakeStore) Save(p *profile.Profile) error {
 	return nil
 }
 
+func (s *fakeStore) Create(p *profile.Profile) error {
+	s.mu.Lock()
+	for _, q := range s.saved {
+		if strings.EqualFold(q.Name, p.Name) {
+			s.mu.Unlock()
+			return &profile.ExistsError{Name: p.Name, Existing: q.Name}
+		}
+	}
+	s.mu.Unlock()
+	return s.Save(p)
+}
+
+func (s *fakeStore) Rename(old string, p *profile.Profile) error {
+	if err := s.Save(p); err != nil {
+		return err
+	}
+	return s.Delete(old)
+}
+
 func (s *fakeStore) Delete(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

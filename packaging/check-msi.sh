@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Checks the Windows installer with msitools (no Windows needed; Debian's Wine cannot run Go 1.26 programs, so the
-# .exe itself is not started here).
+# Checks the Windows installer's tables with msitools (the Wine stage, packaging/wine/stage.sh, installs and runs it).
 #   bash packaging/check-msi.sh            builds it first (CARDMAIL_TEST_SIGN=1 make package-windows's script)
 #   bash packaging/check-msi.sh FILE.msi   checks FILE.msi (and verifies its signature if dist/test-signing-ca.pem exists)
 # Asserts the tables (File, Component, Directory, Shortcut, Registry, Property with the ARP entries, CustomAction and
@@ -75,6 +74,14 @@ if [ "$copy" -le "$(seqno CreateFolders)" ] || [ "$copy" -le "$(seqno InstallIni
 fi
 [ "$setcmd" -lt "$(seqno InstallInitialize)" ] || fail "SetCmdExe at $setcmd runs after InstallInitialize"
 has_row InstallExecuteSequence '^CopyPresets\tPRESETS AND NOT REMOVE\t'
+# SecurePresets: the installed cardmail.exe (18 = exe in a File) deferred (0x400) without impersonation (0x800) =
+# 3090, on every install and upgrade, after InstallFiles and before CopyPresets (a copied preset inherits the ACL).
+has_row CustomAction '^SecurePresets\t3090\tcardmail\.exe\t--secure-presets\t?$'
+has_row InstallExecuteSequence '^SecurePresets\tNOT REMOVE\t'
+secure="$(seqno SecurePresets)"
+if [ "$secure" -le "$(seqno InstallFiles)" ] || [ "$secure" -ge "$copy" ]; then
+  fail "SecurePresets at $secure is not after InstallFiles and before CopyPresets ($copy)"
+fi
 echo "tables and properties: OK"
 
 # The payload.
