@@ -63,6 +63,9 @@ case "$cmd" in
     go test -count=1 -timeout 25m ./...
     echo "== fuzz (bounded)"; FUZZTIME="${FUZZTIME:-5s}" bash scripts/fuzz.sh
     echo "== packaging"; bash packaging/smoke-linux.sh; bash packaging/check-msi.sh
+    echo "== windows (the MSI under Wine)"
+    eval "$(bash packaging/version.sh)"
+    CARDMAIL_MSI="dist/cardmail-$VERSION-windows-amd64.msi" timeout 2700 bash packaging/wine/stage.sh
     ;;
   bench)
     bash scripts/install-deps.sh

@@ -13,6 +13,9 @@ pkgs=(
   # TLS tooling used by tests
   openssl ca-certificates curl
   gcc-mingw-w64-x86-64 wixl msitools osslsigncode dpkg-dev fakeroot xz-utils shellcheck lintian librsvg2-bin imagemagick  # packaging: make package-*
+  # Windows test stage (packaging/wine): Wine 8.0, its headers and tools to build winscard's PC/SC bridge, and what
+  # OpenSC's source needs to be cross-built for Windows
+  wine64 wine64-tools libwine-dev autoconf automake libtool
 )
 if [ "${CARDMAIL_MAIL_SERVERS:-1}" = 1 ]; then
   pkgs+=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix python3)
