@@ -18,7 +18,7 @@ func renameNoReplace(tmp, target string) error {
 	if err != nil {
 		return err
 	}
-	if err := windows.MoveFileEx(from, to, windows.MOVEFILE_WRITE_THROUGH); err != nil {
+	if err := retry(func() error { return windows.MoveFileEx(from, to, windows.MOVEFILE_WRITE_THROUGH) }); err != nil {
 		return &os.LinkError{Op: "rename", Old: tmp, New: target, Err: err}
 	}
 	return nil

@@ -228,7 +228,7 @@ func readProfile(path, name string) (*Profile, error) {
 	if !fi.Mode().IsRegular() { // never open a FIFO or a device: reading could block forever
 		return fail(ErrNotRegular)
 	}
-	f, err := os.Open(path)
+	f, err := openRead(path)
 	if err != nil {
 		return fail(err)
 	}
@@ -283,7 +283,7 @@ func (s *Store) Save(p *Profile) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, target); err != nil {
+	if err := replaceFile(tmp, target); err != nil {
 		os.Remove(tmp)
 		return &FileError{Path: target, Err: err}
 	}
@@ -351,7 +351,7 @@ func (s *Store) Rename(old string, p *Profile) error {
 		if err := s.Create(p); err != nil {
 			return err
 		}
-		if err := os.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := removeFile(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return &FileError{Path: oldPath, Err: err}
 		}
 		return s.syncUserDir()
@@ -365,21 +365,21 @@ func (s *Store) Rename(old string, p *Profile) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, oldPath); err != nil {
+	if err := replaceFile(tmp, oldPath); err != nil {
 		os.Remove(tmp)
 		return &FileError{Path: oldPath, Err: err}
 	}
-	if err := os.Rename(oldPath, target); err != nil {
+	if err := replaceFile(oldPath, target); err != nil {
 		return &FileError{Path: target, Err: err}
 	}
 	if s.onDisk(p.Name) != p.Name {
 		// The file system ignored a rename that only changes case (Linux case-folding directories): move the
 		// file to a temporary name and back. List does not show it for that instant.
 		mid := filepath.Join(s.UserDir, "."+p.Name+fileExt+".respell")
-		if err := os.Rename(target, mid); err != nil {
+		if err := replaceFile(target, mid); err != nil {
 			return &FileError{Path: target, Err: err}
 		}
-		if err := os.Rename(mid, target); err != nil {
+		if err := replaceFile(mid, target); err != nil {
 			return &FileError{Path: target, Err: err}
 		}
 	}
@@ -483,7 +483,7 @@ func (s *Store) Delete(name string) error {
 	}
 	if s.UserDir != "" {
 		path := filepath.Join(s.UserDir, name+fileExt)
-		err := os.Remove(path)
+		err := removeFile(path)
 		if err == nil {
 			if err := syncDir(s.UserDir); err != nil {
 				return &FileError{Path: s.UserDir, Err: err}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -49,15 +50,18 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
-	}
 	di, err := os.Stat(s.UserDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if di.Mode().Perm() != 0o700 {
-		t.Errorf("dir mode %v, want 0700", di.Mode().Perm())
+	// Unix modes; Windows has none (Go reports 0666/0777): there the user's %APPDATA% is private by its ACL.
+	if runtime.GOOS != "windows" {
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+		}
+		if di.Mode().Perm() != 0o700 {
+			t.Errorf("dir mode %v, want 0700", di.Mode().Perm())
+		}
 	}
 	// Overwrite, then list.
 	p2 := validProfile()
@@ -260,7 +264,11 @@ func TestStoreListBadFiles(t *testing.T) {
 		t.Errorf("Load(dir) = %v, want ErrNotRegular", err)
 	}
 
-	// A system "directory" that is a file: reported, the rest still listed.
+	// A system "directory" that is a file: reported, the rest still listed. (Wine 8 lists a file as an empty
+	// directory without an error; Windows and Unix report it. The Wine stage sets CARDMAIL_TEST_WINE.)
+	if os.Getenv("CARDMAIL_TEST_WINE") == "1" {
+		return
+	}
 	s.SystemDirs = append(s.SystemDirs, filepath.Join(u, "notes.txt"))
 	list, err = s.List()
 	var fe *FileError

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -232,12 +231,12 @@ func TestWindowsStage(t *testing.T) {
 	})
 
 	t.Run("unit tests under Wine", func(t *testing.T) {
-		r := s.run(s.bridge, 3*time.Minute, []string{"CARDMAIL_TEST_CASE_INSENSITIVE=1"},
-			filepath.Join(testBin, "profile.test.exe"), "-test.v", "-test.run", "Rename|Create|Preset|Unsafe")
+		r := s.run(s.bridge, 3*time.Minute, []string{"CARDMAIL_TEST_CASE_INSENSITIVE=1", "CARDMAIL_TEST_WINE=1"},
+			filepath.Join(testBin, "profile.test.exe"), "-test.v")
 		if r.code != 0 || !strings.Contains(r.out, "\nPASS") || !strings.Contains(r.out, "case-insensitive=true") {
 			t.Fatalf("profile.test.exe (case-insensitive drive_c, ACLs): exit %d\n%s\n%s", r.code, r.out, r.err)
 		}
-		t.Logf("profile.test.exe: %d tests passed on drive_c (case-insensitive), ACL checks included", strings.Count(r.out, "--- PASS"))
+		t.Logf("profile.test.exe: all %d tests passed on drive_c (case-insensitive, ACLs, concurrent saves and loads)", strings.Count(r.out, "--- PASS"))
 		copyFile(t, filepath.Join(s.tools, "opensc-pkcs11.dll"), s.c(`C:\opensc-test\opensc-pkcs11.dll`))
 		r = s.run(s.bridge, 3*time.Minute, []string{`CARDMAIL_TEST_PKCS11_MODULE=C:\opensc-test\opensc-pkcs11.dll`},
 			filepath.Join(testBin, "token.test.exe"), "-test.v", "-test.run", "TestAgentInKillOnCloseJob|TestAgentDiesWithParent")
@@ -315,8 +314,8 @@ func TestWindowsStage(t *testing.T) {
 	s.display = startXvfb(t)
 	t.Run("gui without pcsc", func(t *testing.T) {
 		gui := s.startGUI(t, plainWine)
+		defer gui.stop(t)
 		s.screenshot(t, gui, "windows-no-pcsc.png")
-		gui.stop(t)
 	})
 
 	t.Run("uninstall keeps presets", func(t *testing.T) {
@@ -512,20 +511,24 @@ func TestWindowsStage(t *testing.T) {
 	// none outlives the app when it is killed.
 	t.Run("gui and agent", func(t *testing.T) {
 		gui := s.startGUI(t, s.bridge)
-		first := s.waitAgent(t, 0, 60*time.Second)
+		defer gui.stop(t)
+		first := s.waitAgent(t, gui, 0, 60*time.Second)
 		time.Sleep(3 * time.Second) // let the certificates pane fill
 		s.screenshot(t, gui, "windows-main.png")
 		b.RemoveWait(t, 0)
 		s.waitGone(t, first, 30*time.Second)
 		t.Logf("card removed: agent %d ended", first)
 		b.InsertWait(t, 0, 0)
-		second := s.waitAgent(t, first, 60*time.Second)
+		second := s.waitAgent(t, gui, first, 60*time.Second)
 		t.Logf("card inserted: new agent %d", second)
 		if err := syscall.Kill(gui.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		_ = gui.cmd.Wait()
 		s.waitGone(t, second, 30*time.Second)
+		if left := s.agents(gui.cmd.Process.Pid); len(left) != 0 {
+			t.Errorf("cardmail.exe processes left after the GUI was killed: %v", left)
+		}
 		t.Logf("GUI killed (SIGKILL): agent %d ended with it", second)
 	})
 
@@ -636,31 +639,35 @@ func (s *stage) screenshot(t *testing.T, g *guiProc, name string) {
 	t.Logf("screenshot %s (%d bytes)", path, fi.Size())
 }
 
-var agentVar = regexp.MustCompile(`(?:^|\x00)CARDMAIL_TOKEN_AGENT=1(?:\x00|$)`)
-
-// agents returns the pids of the token agents running in this prefix (Wine passes a Windows program's
-// environment to its Unix process).
-func (s *stage) agents() []int {
+// agents returns the pids of the token agents running in this prefix: the cardmail.exe processes other than the
+// GUI (an agent is the same program; Wine does not put a Windows program's own environment variables in its Unix
+// process's environment, but its command line is the Windows one).
+func (s *stage) agents(gui int) []int {
 	var pids []int
-	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
-		env, err := os.ReadFile(p)
-		if err != nil || !agentVar.Match(env) || !bytes.Contains(env, []byte("WINEPREFIX="+s.prefix+"\x00")) {
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid == gui {
 			continue
 		}
-		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !bytes.HasPrefix(cmdline, []byte(exeWin+"\x00")) {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join(filepath.Dir(p), "environ"))
+		if err == nil && bytes.Contains(env, []byte("WINEPREFIX="+s.prefix+"\x00")) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
-// waitAgent waits for an agent other than not.
-func (s *stage) waitAgent(t *testing.T, not int, timeout time.Duration) int {
+// waitAgent waits for an agent of the GUI other than not.
+func (s *stage) waitAgent(t *testing.T, gui *guiProc, not int, timeout time.Duration) int {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		for _, pid := range s.agents() {
+		for _, pid := range s.agents(gui.cmd.Process.Pid) {
 			if pid != not {
 				return pid
 			}
