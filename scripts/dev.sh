@@ -65,7 +65,7 @@ case "$cmd" in
     echo "== packaging"; bash packaging/smoke-linux.sh; bash packaging/check-msi.sh
     echo "== windows (the MSI under Wine)"
     eval "$(bash packaging/version.sh)"
-    CARDMAIL_MSI="dist/cardmail-$VERSION-windows-amd64.msi" timeout 2700 bash packaging/wine/stage.sh
+    CARDMAIL_MSI="dist/cardmail-$VERSION-windows-amd64.msi" timeout 1800 bash packaging/wine/stage.sh
     ;;
   bench)
     bash scripts/install-deps.sh

@@ -36,6 +36,9 @@ out="$cache/$key"
 if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache"
+exec 8>"$cache/lock" # one build at a time; a second caller waits and then finds it done
+flock -w 1800 8 || fail "$cache/lock held for 30 minutes"
+if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
 work="$(mktemp -d "$cache/build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 log="$work/build.log"

@@ -502,6 +502,10 @@ func TestWindowsStage(t *testing.T) {
 			t.Fatalf("world-writable preset: exit %d\n%s\n%s", r.code, r.out, r.err)
 		}
 		t.Logf("world-writable preset: exit %d, stderr %q", r.code, strings.TrimSpace(r.err))
+		// The GUI says it too, in the accounts list.
+		gui := s.startGUI(t, s.bridge)
+		s.screenshot(t, gui, "windows-preset-ignored.png")
+		gui.stop(t)
 		if err := os.Chmod(filepath.Join(presets, "clinic.json"), 0o644); err != nil {
 			t.Fatal(err)
 		}
