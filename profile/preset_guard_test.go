@@ -91,12 +91,3 @@ func assertSafe(t *testing.T, s *Store, name string) {
 		t.Fatalf("Load(%s) = %+v, %v, want the preset", name, e, err)
 	}
 }
-
-func mustResolve(t *testing.T, p string) string {
-	t.Helper()
-	r, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}

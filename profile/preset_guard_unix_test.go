@@ -99,3 +99,12 @@ func TestUnsafePresetsUnix(t *testing.T) {
 		t.Logf("not root: ownership covered by TestUnixVerdict only")
 	}
 }
+
+func mustResolve(t *testing.T, p string) string {
+	t.Helper()
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
