@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Windows test stage (scripts/dev.sh test runs it after the other checks; about 2 to 4 minutes warm, plus a few
-# minutes the first time for tools.sh):
+# The Windows test stage (scripts/dev.sh test runs it after the other checks; about 2 minutes, 4 to 5 the first time
+# on a machine, when tools.sh builds its tools):
 #   1. tools.sh: the ProcessPrng shim, a Wine tree whose winscard reaches pcscd, OpenSC's PKCS#11 DLL (cached);
 #   2. the MSI (CARDMAIL_MSI, else built by packaging/windows/build.sh) and the Windows builds of the profile and
 #      token tests;
