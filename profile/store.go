@@ -279,15 +279,26 @@ func readPreset(g *presetGuard, path, name string) (*Profile, error) {
 // ignores and a later Save removes once it is older than a minute. Errors: *ValidationError (p is not saved),
 // *FileError for file system failures. p.Version is ignored: Version is written.
 func (s *Store) Save(p *Profile) error {
+	if err := s.put(p, ""); err != nil {
+		return err
+	}
+	return s.syncUserDir()
+}
+
+// put writes p atomically over path ("" means UserDir/<p.Name>.json), without syncing the directory.
+func (s *Store) put(p *Profile, path string) error {
 	tmp, target, err := s.writeTemp(p)
 	if err != nil {
 		return err
 	}
-	if err := replaceFile(tmp, target); err != nil {
-		os.Remove(tmp)
-		return &FileError{Path: target, Err: err}
+	if path == "" {
+		path = target
 	}
-	return s.syncUserDir()
+	if err := replaceFile(tmp, path); err != nil {
+		os.Remove(tmp)
+		return &FileError{Path: path, Err: err}
+	}
+	return nil
 }
 
 // Create saves a new profile like Save, but never replaces one: when the user directory already has a profile that
@@ -361,13 +372,8 @@ func (s *Store) Rename(old string, p *Profile) error {
 	}
 	// One file, two spellings: new content first (readProfile accepts a name that differs only in case), then
 	// the new spelling.
-	tmp, _, err := s.writeTemp(p)
-	if err != nil {
+	if err := s.put(p, oldPath); err != nil {
 		return err
-	}
-	if err := replaceFile(tmp, oldPath); err != nil {
-		os.Remove(tmp)
-		return &FileError{Path: oldPath, Err: err}
 	}
 	if err := replaceFile(oldPath, target); err != nil {
 		return &FileError{Path: target, Err: err}
