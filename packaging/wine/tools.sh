@@ -17,10 +17,10 @@
 # Sources come from Debian's archive with apt-get source, through a private apt configuration (the system's
 # sources.list is not touched). The cache key is the hash of this script, the shim and the Debian versions of the
 # tools used, so a warm run costs nothing; a cold one takes a few minutes (OpenSC's build).
-#   CARDMAIL_WINE_CACHE  cache root (default ~/.cache/cardmail-wine)
+#   CARDMAIL_WINE_CACHE  cache root (default $XDG_CACHE_HOME/cardmail-wine, else ~/.cache/cardmail-wine)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${CARDMAIL_WINE_CACHE:-$HOME/.cache/cardmail-wine}"
+cache="${CARDMAIL_WINE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/cardmail-wine}"
 fail() { echo "wine/tools.sh: $*" >&2; exit 1; }
 for t in x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 /usr/lib/wine/wine64:wine64 /usr/lib/wine/winegcc:wine64-tools \
   autoreconf:autoconf automake:automake libtoolize:libtool dpkg-source:dpkg-dev pkg-config:pkg-config; do
