@@ -8,6 +8,8 @@
 #                   mail server or many clicks to reach for real;
 #                   headless-main-health-{en,fr}.png: the main window with a card whose certificate ends in 12 days
 #                   and that has one PIN try left (TestScreenshotsCardHealth)
+#   windows-*.png   the Windows build under Wine: taken by the Windows test stage, written here only with
+#                   `CARDMAIL_UPDATE_SCREENSHOTS=1 bash packaging/wine/stage.sh` (the test suite leaves them alone)
 # Needs xvfb, xdotool, imagemagick, x11-apps (scripts/install-deps.sh). Holds the bench lock while the virtual card
 # is in use, like the tests do.
 set -euo pipefail
