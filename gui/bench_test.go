@@ -76,9 +76,9 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	z := newWizard(mw.win, words.English, WizardDeps{Store: store, Mail: svc, Certs: m.Certificates}, nil,
 		func(p *profile.Profile) { saved = append(saved, p) })
 	z.show()
-	test.Type(z.address, bench.DefaultEmail(bench.AliceName))
+	test.Type(z.address.entry, bench.DefaultEmail(bench.AliceName))
 	test.Tap(z.next)
-	z.provider.SetSelectedIndex(slices.Index(z.choices, choiceManual))
+	z.provider.list.SetSelectedIndex(slices.Index(z.provider.choices, choiceManual))
 	test.Tap(z.next)
 	ih, ip := splitHostPort(t, dv.IMAPS)
 	sh, sp := splitHostPort(t, dv.SubmissionS)
@@ -86,24 +86,24 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 		host string
 		port int
 	}{{ih, ip}, {sh, sp}} {
-		z.srv[i].security.SetSelectedIndex(0) // implicit TLS
-		z.srv[i].host.SetText(hp.host)
-		z.srv[i].port.SetText(strconv.Itoa(hp.port))
+		z.servers.srv[i].security.SetSelectedIndex(0) // implicit TLS
+		z.servers.srv[i].host.SetText(hp.host)
+		z.servers.srv[i].port.SetText(strconv.Itoa(hp.port))
 	}
-	z.policy.SetSelected(words.T(words.English, "wizard.policy.default", nil))
-	z.addCAFile(dv.CAFile)
+	z.servers.policy.SetSelected(words.T(words.English, "wizard.policy.default", nil))
+	z.servers.addCAFile(dv.CAFile)
 	if z.next.Disabled() {
 		t.Fatal("servers page not valid")
 	}
 	test.Tap(z.next)
-	waitUI(t, "the certificate picked", func() bool { return z.certChosen != "" })
+	waitUI(t, "the certificate picked", func() bool { return z.d.CertSHA256 != "" })
 	test.Tap(z.next)
-	waitUI(t, "the live test", func() bool { return z.testOK || z.testDetail.Visible() })
-	if !z.testOK {
+	waitUI(t, "the live test", func() bool { return z.check.ok || z.check.detail.Visible() })
+	if !z.check.ok {
 		t.Fatalf("live test failed: %s\nDovecot log:\n%s", shownText(mw.win.Canvas()), dv.Log())
 	}
 	test.Tap(z.next)
-	z.name.SetText("alice")
+	z.save.name.SetText("alice")
 	test.Tap(z.next)
 	waitUI(t, "saved", func() bool { return len(saved) == 1 })
 	if n := prompts.Load(); n != 1 {

@@ -92,7 +92,7 @@ func TestScreenshots(t *testing.T) {
 	z.show()
 	for i := 0; i < pageCount; i++ {
 		z.showPage(i)
-		waitUI(t, "wizard page", func() bool { return !z.certBusy && !z.testBusy })
+		waitUI(t, "wizard page", func() bool { return !z.cert.load.busy() && !z.check.run.busy() })
 		save("wizard-"+string(rune('1'+i))+"-"+pageKeys[i], ww.Canvas())
 	}
 

@@ -341,18 +341,18 @@ func TestWizardWholeFlow(t *testing.T) {
 
 			// 1. Address: focus starts there; Next waits for a valid address; a bad one is explained.
 			r.wantPage(t, pageAddress)
-			if c.Focused() != z.address {
+			if c.Focused() != z.address.entry {
 				t.Fatalf("focus %T, want the address entry", c.Focused())
 			}
 			if !z.next.Disabled() || !z.back.Disabled() {
 				t.Error("Next or Back enabled on an empty first page")
 			}
-			test.Type(z.address, "alice@")
-			if !z.next.Disabled() || z.addressErr.Text != words.T(lang, "wizard.reason.bad_address", nil) || !z.addressErr.Visible() {
-				t.Errorf("bad address: next enabled=%v message %q", !z.next.Disabled(), z.addressErr.Text)
+			test.Type(z.address.entry, "alice@")
+			if !z.next.Disabled() || z.address.err.Text != words.T(lang, "wizard.reason.bad_address", nil) || !z.address.err.Visible() {
+				t.Errorf("bad address: next enabled=%v message %q", !z.next.Disabled(), z.address.err.Text)
 			}
-			test.Type(z.address, "sante.example")
-			if z.next.Disabled() || z.addressErr.Visible() {
+			test.Type(z.address.entry, "sante.example")
+			if z.next.Disabled() || z.address.err.Visible() {
 				t.Fatal("Next disabled with a valid address")
 			}
 			golden(pageAddress)
@@ -360,26 +360,26 @@ func TestWizardWholeFlow(t *testing.T) {
 
 			// 2. Provider: the health messaging preset.
 			r.wantPage(t, pageProvider)
-			if c.Focused() != z.provider {
+			if c.Focused() != z.provider.list {
 				t.Errorf("focus %T, want the provider list", c.Focused())
 			}
 			if !z.next.Disabled() {
 				t.Error("Next enabled before a provider is chosen")
 			}
-			z.provider.SetSelectedIndex(0)
-			if z.choice != string(profile.PresetHealth) || z.next.Disabled() {
-				t.Fatalf("choice %q, next enabled=%v", z.choice, !z.next.Disabled())
+			z.provider.list.SetSelectedIndex(0)
+			if z.d.choice != string(profile.PresetHealth) || z.next.Disabled() {
+				t.Fatalf("choice %q, next enabled=%v", z.d.choice, !z.next.Disabled())
 			}
 			golden(pageProvider)
 			test.Tap(z.next)
 
 			// 3. Servers: filled from the preset; the standard port follows the security mode; bad ports are explained.
 			r.wantPage(t, pageServers)
-			imap, smtp := &z.srv[0], &z.srv[1]
+			imap, smtp := &z.servers.srv[0], &z.servers.srv[1]
 			if imap.host.Text != "imap.sante.example" || imap.port.Text != "993" || smtp.host.Text != "smtp.sante.example" ||
-				smtp.port.Text != "465" || z.policy.Selected != words.T(lang, "wizard.policy.mssante", nil) {
+				smtp.port.Text != "465" || z.servers.policy.Selected != words.T(lang, "wizard.policy.mssante", nil) {
 				t.Fatalf("servers not filled from the preset: %q:%q %q:%q policy %q", imap.host.Text, imap.port.Text,
-					smtp.host.Text, smtp.port.Text, z.policy.Selected)
+					smtp.host.Text, smtp.port.Text, z.servers.policy.Selected)
 			}
 			if c.Focused() != imap.host {
 				t.Errorf("focus %T, want the IMAP host", c.Focused())
@@ -419,8 +419,8 @@ func TestWizardWholeFlow(t *testing.T) {
 			// 4. Certificate: read in the background, the only usable one picked.
 			r.wantPage(t, pageCert)
 			r.settle()
-			if z.certChosen == "" || z.next.Disabled() {
-				t.Fatalf("certificate not auto-picked (chosen %q)", z.certChosen)
+			if z.d.CertSHA256 == "" || z.next.Disabled() {
+				t.Fatalf("certificate not auto-picked (chosen %q)", z.d.CertSHA256)
 			}
 			r.wantShown(t, words.T(lang, "wizard.cert.chosen", map[string]any{"Subject": "Dr Alice Martin", "Issuer": "Dr Alice Martin"}))
 			golden(pageCert)
@@ -432,8 +432,8 @@ func TestWizardWholeFlow(t *testing.T) {
 			if got := r.mail.protocols(); !slices.Equal(got, []string{diagnosis.ProtocolIMAP, diagnosis.ProtocolSMTP}) {
 				t.Fatalf("checked %v", got)
 			}
-			if !z.testOK || z.ladder.StepCount() != 14 || z.testDetail.Visible() {
-				t.Fatalf("test ok=%v steps=%d details shown=%v", z.testOK, z.ladder.StepCount(), z.testDetail.Visible())
+			if !z.check.ok || z.check.ladder.StepCount() != 14 || z.check.detail.Visible() {
+				t.Fatalf("test ok=%v steps=%d details shown=%v", z.check.ok, z.check.ladder.StepCount(), z.check.detail.Visible())
 			}
 			r.wantShown(t, words.Message(lang, diagnosis.OK), words.T(lang, "diag.step.client_cert", nil),
 				words.T(lang, "diag.ms", map[string]any{"Ms": "40"}))
@@ -442,8 +442,8 @@ func TestWizardWholeFlow(t *testing.T) {
 
 			// 6. Save: the name is suggested; no "save anyway" after a good test; Enter saves.
 			r.wantPage(t, pageSave)
-			if z.name.Text != "alice@sante.example" || z.anyway.Visible() || z.next.Disabled() {
-				t.Fatalf("name %q, anyway shown=%v, save enabled=%v", z.name.Text, z.anyway.Visible(), !z.next.Disabled())
+			if z.save.name.Text != "alice@sante.example" || z.save.anyway.Visible() || z.next.Disabled() {
+				t.Fatalf("name %q, anyway shown=%v, save enabled=%v", z.save.name.Text, z.save.anyway.Visible(), !z.next.Disabled())
 			}
 			if z.next.Text != words.T(lang, "wizard.save", nil) {
 				t.Errorf("last button %q", z.next.Text)
@@ -461,7 +461,7 @@ func TestWizardWholeFlow(t *testing.T) {
 			wantP := &profile.Profile{Version: profile.Version, Name: "alice@sante.example", Address: "alice@sante.example",
 				IMAP:  profile.Server{Host: "imap.sante.example", Port: 993, Security: profile.Implicit},
 				SMTP:  profile.Server{Host: "smtp.sante.example", Port: 465, Security: profile.Implicit},
-				Login: profile.LoginAuto, TLSPolicy: profile.PolicyMSSante, CertSHA256: z.certChosen}
+				Login: profile.LoginAuto, TLSPolicy: profile.PolicyMSSante, CertSHA256: z.d.CertSHA256}
 			if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", *wantP) {
 				t.Errorf("saved\n%+v\nwant\n%+v", *p, *wantP)
 			}
@@ -475,11 +475,11 @@ func TestWizardWholeFlow(t *testing.T) {
 func TestWizardAutoconfig(t *testing.T) {
 	toProvider := func(t *testing.T, r *wizardRig) {
 		t.Helper()
-		test.Type(r.z.address, "bob@clinic.example")
+		test.Type(r.z.address.entry, "bob@clinic.example")
 		test.Tap(r.z.next)
 		r.wantPage(t, pageProvider)
 	}
-	auto := func(z *wizard) { z.provider.SetSelectedIndex(slices.Index(z.choices, choiceAuto)) }
+	auto := func(z *wizard) { z.provider.list.SetSelectedIndex(slices.Index(z.provider.choices, choiceAuto)) }
 
 	t.Run("found", func(t *testing.T) {
 		r := newRig(t, words.English, oneCard(t), nil)
@@ -497,15 +497,15 @@ func TestWizardAutoconfig(t *testing.T) {
 		auto(r.z)
 		r.settle()
 		z := r.z
-		if z.choice != choiceAuto || z.next.Disabled() || z.discoverBar.Visible() {
-			t.Fatalf("choice %q next enabled=%v progress shown=%v", z.choice, !z.next.Disabled(), z.discoverBar.Visible())
+		if z.d.choice != choiceAuto || z.next.Disabled() || z.provider.bar.Visible() {
+			t.Fatalf("choice %q next enabled=%v progress shown=%v", z.d.choice, !z.next.Disabled(), z.provider.bar.Visible())
 		}
 		r.wantShown(t, "mx.clinic.example:993", "out.clinic.example:587",
 			"https://autoconfig.clinic.example/mail/config-v1.1.xml", words.T(words.English, "wizard.source.autoconfig-xml", nil))
 		test.Tap(z.next)
-		if z.srv[0].host.Text != "mx.clinic.example" || z.srv[1].host.Text != "out.clinic.example" ||
-			z.srv[1].port.Text != "587" || z.srv[1].security.SelectedIndex() != 1 || z.next.Disabled() {
-			t.Errorf("servers not filled from autoconfig: %q %q:%q", z.srv[0].host.Text, z.srv[1].host.Text, z.srv[1].port.Text)
+		if z.servers.srv[0].host.Text != "mx.clinic.example" || z.servers.srv[1].host.Text != "out.clinic.example" ||
+			z.servers.srv[1].port.Text != "587" || z.servers.srv[1].security.SelectedIndex() != 1 || z.next.Disabled() {
+			t.Errorf("servers not filled from autoconfig: %q %q:%q", z.servers.srv[0].host.Text, z.servers.srv[1].host.Text, z.servers.srv[1].port.Text)
 		}
 	})
 
@@ -518,17 +518,17 @@ func TestWizardAutoconfig(t *testing.T) {
 		auto(r.z)
 		r.settle()
 		z := r.z
-		if z.choice != choiceManual || z.provider.Selected != words.T(words.French, "wizard.provider.manual", nil) || z.next.Disabled() {
-			t.Fatalf("choice %q selected %q next enabled=%v", z.choice, z.provider.Selected, !z.next.Disabled())
+		if z.d.choice != choiceManual || z.provider.list.Selected != words.T(words.French, "wizard.provider.manual", nil) || z.next.Disabled() {
+			t.Fatalf("choice %q selected %q next enabled=%v", z.d.choice, z.provider.list.Selected, !z.next.Disabled())
 		}
 		r.wantShown(t, words.T(words.French, "wizard.discover.not_found", map[string]any{"Domain": "clinic.example"}),
 			words.T(words.French, "wizard.discover.fallback", nil))
 		test.Tap(z.next)
-		if z.srv[0].host.Text != "" || !z.next.Disabled() {
-			t.Fatalf("manual: host %q, next enabled=%v", z.srv[0].host.Text, !z.next.Disabled())
+		if z.servers.srv[0].host.Text != "" || !z.next.Disabled() {
+			t.Fatalf("manual: host %q, next enabled=%v", z.servers.srv[0].host.Text, !z.next.Disabled())
 		}
-		test.Type(z.srv[0].host, "imap.clinic.example")
-		test.Type(z.srv[1].host, "smtp.clinic.example")
+		test.Type(z.servers.srv[0].host, "imap.clinic.example")
+		test.Type(z.servers.srv[1].host, "smtp.clinic.example")
 		if z.next.Disabled() {
 			t.Error("Next disabled after typing both hosts")
 		}
@@ -557,13 +557,13 @@ func TestWizardAutoconfig(t *testing.T) {
 		auto(r.z)
 		r.open()
 		<-started
-		if !r.z.discoverBar.Visible() || !r.z.discoverStop.Visible() || !r.z.next.Disabled() {
+		if !r.z.provider.bar.Visible() || !r.z.provider.stop.Visible() || !r.z.next.Disabled() {
 			t.Fatal("no progress or Stop while searching, or Next enabled")
 		}
-		test.Tap(r.z.discoverStop)
+		test.Tap(r.z.provider.stop)
 		r.settle()
-		if r.z.choice != choiceManual || r.z.discoverBar.Visible() {
-			t.Fatalf("after stop: choice %q", r.z.choice)
+		if r.z.d.choice != choiceManual || r.z.provider.bar.Visible() {
+			t.Fatalf("after stop: choice %q", r.z.d.choice)
 		}
 		r.wantShown(t, words.T(words.English, "wizard.discover.cancelled", nil))
 	})
@@ -575,9 +575,9 @@ func rigAtTest(t *testing.T, lang words.Lang, check func(context.Context, *profi
 	r := newRig(t, lang, oneCard(t), nil)
 	r.mail.check = check
 	z := r.z
-	test.Type(z.address, "alice@sante.example")
+	test.Type(z.address.entry, "alice@sante.example")
 	test.Tap(z.next)
-	z.provider.SetSelectedIndex(0)
+	z.provider.list.SetSelectedIndex(0)
 	test.Tap(z.next)
 	test.Tap(z.next)
 	r.settle()
@@ -600,18 +600,18 @@ func TestWizardCancelDuringTest(t *testing.T) {
 	r.open()
 	<-started
 	z := r.z
-	if !z.testBusy || !z.next.Disabled() || z.testStop.Disabled() || z.ladder.StepCount() != 1 {
-		t.Fatalf("while testing: busy=%v next enabled=%v stop enabled=%v steps=%d", z.testBusy, !z.next.Disabled(),
-			!z.testStop.Disabled(), z.ladder.StepCount())
+	if !z.check.run.busy() || !z.next.Disabled() || z.check.stop.Disabled() || z.check.ladder.StepCount() != 1 {
+		t.Fatalf("while testing: busy=%v next enabled=%v stop enabled=%v steps=%d", z.check.run.busy(), !z.next.Disabled(),
+			!z.check.stop.Disabled(), z.check.ladder.StepCount())
 	}
 	r.wantShown(t, words.T(words.English, "diag.running", nil))
-	test.Tap(z.testStop)
+	test.Tap(z.check.stop)
 	r.settle()
 	if !sawCancel {
 		t.Error("Check's context was not cancelled")
 	}
-	if z.testBusy || z.testOK || z.next.Disabled() || z.testRun.Disabled() {
-		t.Fatalf("after stop: busy=%v ok=%v next enabled=%v", z.testBusy, z.testOK, !z.next.Disabled())
+	if z.check.run.busy() || z.check.ok || z.next.Disabled() || z.check.again.Disabled() {
+		t.Fatalf("after stop: busy=%v ok=%v next enabled=%v", z.check.run.busy(), z.check.ok, !z.next.Disabled())
 	}
 	r.wantShown(t, words.T(words.English, "wizard.test.stopped", nil))
 	if got := r.mail.protocols(); !slices.Equal(got, []string{diagnosis.ProtocolIMAP}) {
@@ -619,8 +619,8 @@ func TestWizardCancelDuringTest(t *testing.T) {
 	}
 	// A stopped test needs "save anyway".
 	test.Tap(z.next)
-	if !z.anyway.Visible() || !z.next.Disabled() {
-		t.Errorf("save page after a stopped test: anyway shown=%v save enabled=%v", z.anyway.Visible(), !z.next.Disabled())
+	if !z.save.anyway.Visible() || !z.next.Disabled() {
+		t.Errorf("save page after a stopped test: anyway shown=%v save enabled=%v", z.save.anyway.Visible(), !z.next.Disabled())
 	}
 }
 
@@ -657,15 +657,15 @@ func TestWizardFailedTestDetailsAndSaveAnyway(t *testing.T) {
 			})
 			r.settle()
 			z, c := r.z, r.win.Canvas()
-			if z.testOK || !z.testDetail.Visible() {
-				t.Fatalf("failed test: ok=%v details shown=%v", z.testOK, z.testDetail.Visible())
+			if z.check.ok || !z.check.detail.Visible() {
+				t.Fatalf("failed test: ok=%v details shown=%v", z.check.ok, z.check.detail.Visible())
 			}
 			if got := r.mail.protocols(); !slices.Equal(got, []string{diagnosis.ProtocolIMAP}) {
 				t.Errorf("checked %v: SMTP must not run after IMAP failed", got)
 			}
 			r.wantShown(t, words.Message(lang, diagnosis.ServerCertUntrusted), words.Remedy(lang, diagnosis.ServerCertUntrusted))
 			test.AssertRendersToMarkup(t, fmt.Sprintf("wizard_5_test_failed_%s.xml", lang), c)
-			if c.Focused() != z.testDetail {
+			if c.Focused() != z.check.detail {
 				t.Errorf("focus %T, want Details", c.Focused())
 			}
 			press(c, fyne.KeyReturn) // Enter on the focused Details button opens the diagnostics
@@ -680,8 +680,8 @@ func TestWizardFailedTestDetailsAndSaveAnyway(t *testing.T) {
 
 			test.Tap(z.next)
 			r.wantPage(t, pageSave)
-			if !z.testWarn.Visible() || !z.anyway.Visible() || !z.next.Disabled() {
-				t.Fatalf("warn shown=%v anyway shown=%v save enabled=%v", z.testWarn.Visible(), z.anyway.Visible(), !z.next.Disabled())
+			if !z.save.warn.Visible() || !z.save.anyway.Visible() || !z.next.Disabled() {
+				t.Fatalf("warn shown=%v anyway shown=%v save enabled=%v", z.save.warn.Visible(), z.save.anyway.Visible(), !z.next.Disabled())
 			}
 			test.AssertRendersToMarkup(t, fmt.Sprintf("wizard_6_save_anyway_%s.xml", lang), c)
 			press(c, fyne.KeyReturn) // Save is disabled: nothing happens
@@ -689,7 +689,7 @@ func TestWizardFailedTestDetailsAndSaveAnyway(t *testing.T) {
 			if len(r.store.saved) != 0 {
 				t.Fatal("saved without \"save anyway\"")
 			}
-			test.Tap(z.anyway)
+			test.Tap(z.save.anyway)
 			if z.next.Disabled() {
 				t.Fatal("Save disabled with \"save anyway\" ticked")
 			}
@@ -710,15 +710,15 @@ func TestWizardSaveFailure(t *testing.T) {
 	test.Tap(r.z.next)
 	test.Tap(r.z.next)
 	r.settle()
-	if len(r.saved) != 0 || !r.z.saveErr.Visible() || !strings.HasPrefix(r.z.saveErr.Text, words.T(words.English, "wizard.save.failed", nil)) {
-		t.Fatalf("saved %d, error %q", len(r.saved), r.z.saveErr.Text)
+	if len(r.saved) != 0 || !r.z.save.err.Visible() || !strings.HasPrefix(r.z.save.err.Text, words.T(words.English, "wizard.save.failed", nil)) {
+		t.Fatalf("saved %d, error %q", len(r.saved), r.z.save.err.Text)
 	}
 	if r.z.next.Disabled() || len(r.win.Canvas().Overlays().List()) != 1 {
 		t.Error("wizard closed or Save disabled after a failed save")
 	}
-	r.z.name.SetText("-bad")
-	if r.z.nameErr.Text != words.T(words.English, "wizard.reason.bad_name", nil) || !r.z.next.Disabled() {
-		t.Errorf("bad name: %q", r.z.nameErr.Text)
+	r.z.save.name.SetText("-bad")
+	if r.z.save.nameErr.Text != words.T(words.English, "wizard.reason.bad_name", nil) || !r.z.next.Disabled() {
+		t.Errorf("bad name: %q", r.z.save.nameErr.Text)
 	}
 }
 
@@ -734,22 +734,22 @@ func TestWizardEditExisting(t *testing.T) {
 	}
 	r := newRig(t, words.English, noCard, existing)
 	z := r.z
-	if z.address.Text != existing.Address || z.next.Disabled() {
-		t.Fatalf("address %q next enabled=%v", z.address.Text, !z.next.Disabled())
+	if z.address.entry.Text != existing.Address || z.next.Disabled() {
+		t.Fatalf("address %q next enabled=%v", z.address.entry.Text, !z.next.Disabled())
 	}
 	test.Tap(z.next)
-	if z.choice != choiceManual || z.next.Disabled() {
-		t.Fatalf("provider %q", z.choice)
+	if z.d.choice != choiceManual || z.next.Disabled() {
+		t.Fatalf("provider %q", z.d.choice)
 	}
 	test.Tap(z.next)
-	if z.srv[0].host.Text != "imap.hospital.example" || z.srv[0].port.Text != "143" || z.srv[0].security.SelectedIndex() != 1 ||
-		z.loginMode() != profile.LoginExternal || z.policy.SelectedIndex() != 1 || len(z.caFiles) != 2 {
-		t.Fatalf("servers not pre-filled: %q:%q login %q", z.srv[0].host.Text, z.srv[0].port.Text, z.loginMode())
+	if z.servers.srv[0].host.Text != "imap.hospital.example" || z.servers.srv[0].port.Text != "143" || z.servers.srv[0].security.SelectedIndex() != 1 ||
+		z.d.Login != profile.LoginExternal || z.servers.policy.SelectedIndex() != 1 || len(z.d.CAFiles) != 2 {
+		t.Fatalf("servers not pre-filled: %q:%q login %q", z.servers.srv[0].host.Text, z.servers.srv[0].port.Text, z.d.Login)
 	}
 	r.wantShown(t, "/etc/ssl/hospital-ca.pem", "/etc/ssl/other.pem")
 	// Remove a CA file with its button, add one back.
 	var removed bool
-	for _, o := range z.caBox.Objects {
+	for _, o := range z.servers.caBox.Objects {
 		row := o.(*fyne.Container)
 		if row.Objects[0].(*widget.Label).Text == "/etc/ssl/other.pem" {
 			test.Tap(row.Objects[1].(*keyButton))
@@ -757,28 +757,28 @@ func TestWizardEditExisting(t *testing.T) {
 			break
 		}
 	}
-	if !removed || !slices.Equal(z.caFiles, []string{"/etc/ssl/hospital-ca.pem"}) {
-		t.Fatalf("CA files after remove: %v", z.caFiles)
+	if !removed || !slices.Equal(z.d.CAFiles, []string{"/etc/ssl/hospital-ca.pem"}) {
+		t.Fatalf("CA files after remove: %v", z.d.CAFiles)
 	}
-	z.addCAFile("relative.pem")
-	if !z.next.Disabled() || !z.serversErr.Visible() || !strings.Contains(z.serversErr.Text, words.T(words.English, "wizard.reason.bad_path", nil)) {
-		t.Errorf("relative CA path accepted: %q", z.serversErr.Text)
+	z.servers.addCAFile("relative.pem")
+	if !z.next.Disabled() || !z.servers.err.Visible() || !strings.Contains(z.servers.err.Text, words.T(words.English, "wizard.reason.bad_path", nil)) {
+		t.Errorf("relative CA path accepted: %q", z.servers.err.Text)
 	}
-	z.removeCAFile("relative.pem")
+	z.servers.removeCAFile("relative.pem")
 	test.Tap(z.next)
 	r.settle()
 	r.wantPage(t, pageCert)
 	r.wantShown(t, words.T(words.English, "wizard.cert.no_card", nil))
-	if z.certChosen != sha || z.next.Disabled() || z.certRetry.Disabled() {
-		t.Fatalf("cert %q next enabled=%v retry enabled=%v", z.certChosen, !z.next.Disabled(), !z.certRetry.Disabled())
+	if z.d.CertSHA256 != sha || z.next.Disabled() || z.cert.retry.Disabled() {
+		t.Fatalf("cert %q next enabled=%v retry enabled=%v", z.d.CertSHA256, !z.next.Disabled(), !z.cert.retry.Disabled())
 	}
 	test.Tap(z.next)
 	r.settle()
 	test.Tap(z.next)
-	if z.name.Text != "work" {
-		t.Fatalf("name %q", z.name.Text)
+	if z.save.name.Text != "work" {
+		t.Fatalf("name %q", z.save.name.Text)
 	}
-	z.name.SetText("hospital")
+	z.save.name.SetText("hospital")
 	test.Tap(z.next)
 	r.settle()
 	if len(r.store.saved) != 1 {
@@ -810,26 +810,26 @@ func TestWizardCertificateRetry(t *testing.T) {
 		return certs, nil
 	}, nil)
 	z := r.z
-	test.Type(z.address, "alice@sante.example")
+	test.Type(z.address.entry, "alice@sante.example")
 	test.Tap(z.next)
-	z.provider.SetSelectedIndex(0)
+	z.provider.list.SetSelectedIndex(0)
 	test.Tap(z.next)
 	test.Tap(z.next)
 	r.settle()
-	if z.certChosen != "" || !z.next.Disabled() || !z.certPick.Disabled() {
-		t.Fatalf("no card: chosen %q next enabled=%v", z.certChosen, !z.next.Disabled())
+	if z.d.CertSHA256 != "" || !z.next.Disabled() || !z.cert.pick.Disabled() {
+		t.Fatalf("no card: chosen %q next enabled=%v", z.d.CertSHA256, !z.next.Disabled())
 	}
 	r.wantShown(t, words.T(words.English, "wizard.cert.no_card", nil))
 	mu.Lock()
 	certs = []session.CardCert{fixedCert(t, "Dr Alice Martin", false), fixedCert(t, "Dr Bruno Petit", false)}
 	mu.Unlock()
-	test.Tap(z.certRetry)
+	test.Tap(z.cert.retry)
 	r.settle()
 	// Two usable certificates: nothing is picked for the person; the picker chooses.
-	if z.certChosen != "" || z.certPick.Disabled() {
-		t.Fatalf("two certificates: chosen %q pick enabled=%v", z.certChosen, !z.certPick.Disabled())
+	if z.d.CertSHA256 != "" || z.cert.pick.Disabled() {
+		t.Fatalf("two certificates: chosen %q pick enabled=%v", z.d.CertSHA256, !z.cert.pick.Disabled())
 	}
-	test.Tap(z.certPick)
+	test.Tap(z.cert.pick)
 	r.wantShown(t, words.T(words.English, "picker.title", nil))
 	mu.Lock()
 	bruno := certs[1]
@@ -838,8 +838,8 @@ func TestWizardCertificateRetry(t *testing.T) {
 	p := findPicker(t, r.win.Canvas())
 	p.list.Select(1)
 	test.Tap(p.choose)
-	if z.certChosen != bruno.Fingerprint() || z.next.Disabled() {
-		t.Fatalf("chosen %q, want Bruno's", z.certChosen)
+	if z.d.CertSHA256 != bruno.Fingerprint() || z.next.Disabled() {
+		t.Fatalf("chosen %q, want Bruno's", z.d.CertSHA256)
 	}
 }
 
@@ -888,11 +888,11 @@ func walk(o fyne.CanvasObject, fn func(fyne.CanvasObject)) {
 func TestWizardKeyboardWithoutFocus(t *testing.T) {
 	r := newRig(t, words.English, oneCard(t), nil)
 	c := r.win.Canvas()
-	test.Type(r.z.address, "alice@sante.example")
+	test.Type(r.z.address.entry, "alice@sante.example")
 	c.Unfocus()
 	press(c, fyne.KeyEnter)
 	r.wantPage(t, pageProvider)
-	if c.Focused() != r.z.provider {
+	if c.Focused() != r.z.provider.list {
 		t.Errorf("focus %T on the provider page", c.Focused())
 	}
 	press(c, fyne.KeyReturn) // no provider yet: Next is disabled

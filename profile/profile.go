@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -453,4 +454,34 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Protocols of a profile's two servers, as StandardPort and GuessHost name them.
+const (
+	ProtocolIMAP = "imap"
+	ProtocolSMTP = "smtp"
+)
+
+// StandardPort is the registered port of protocol (ProtocolIMAP or ProtocolSMTP) in security mode s: IMAP 993
+// implicit TLS or 143 STARTTLS (RFC 8314, RFC 9051), mail submission 465 implicit TLS or 587 STARTTLS (RFC 8314,
+// RFC 6409). Anything else than ProtocolIMAP counts as submission.
+func StandardPort(protocol string, s Security) int {
+	switch {
+	case protocol == ProtocolIMAP && s == StartTLS:
+		return 143
+	case protocol == ProtocolIMAP:
+		return 993
+	case s == StartTLS:
+		return 587
+	}
+	return 465
+}
+
+// SameConnection reports whether p and q reach the mailbox the same way: every setting but the name, so that a
+// connection test of one holds for the other. Fingerprints compare without regard to case; a nil and an empty CA
+// file list are the same.
+func (p *Profile) SameConnection(q *Profile) bool {
+	return p.Version == q.Version && p.Address == q.Address && p.IMAP == q.IMAP && p.SMTP == q.SMTP &&
+		p.Login == q.Login && p.TLSPolicy == q.TLSPolicy && slices.Equal(p.CAFiles, q.CAFiles) &&
+		strings.EqualFold(p.CertSHA256, q.CertSHA256) && p.PKCS11Module == q.PKCS11Module
 }
