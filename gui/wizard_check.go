@@ -67,7 +67,9 @@ func (p *checkPage) enter() {
 }
 
 // testedNow reports whether the last completed test was for the draft as it is now.
-func (p *checkPage) testedNow() bool { return p.tested != nil && p.tested.SameConnection(p.z.d.candidate()) }
+func (p *checkPage) testedNow() bool {
+	return p.tested != nil && p.tested.SameConnection(p.z.d.candidate())
+}
 
 // passed reports whether the draft as it is now passed the test.
 func (p *checkPage) passed() bool { return p.ok && p.testedNow() }
