@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,6 +153,26 @@ func (s *Service) Headers(ctx context.Context, p *profile.Profile, folder string
 		return nil, 0, err
 	}
 	return s.pool.Headers(ctx, a, folder, page, pageSize)
+}
+
+// Message fetches one message (envelope, text, list of attachments) on the pooled connection, without marking it
+// as read.
+func (s *Service) Message(ctx context.Context, p *profile.Profile, ref mail.MessageRef) (*mail.Message, error) {
+	a, err := s.Account(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.pool.Message(ctx, a, ref)
+}
+
+// Attachment writes the decoded contents of one attachment of a message (its IMAP part number, as Message lists
+// it) to w on the pooled connection, and returns the number of bytes written.
+func (s *Service) Attachment(ctx context.Context, p *profile.Profile, ref mail.MessageRef, part []int, w io.Writer) (int64, error) {
+	a, err := s.Account(p)
+	if err != nil {
+		return 0, err
+	}
+	return s.pool.Attachment(ctx, a, ref, part, w)
 }
 
 // SendTest sends the test message to the profile's own address; body is the text in the person's language. A test

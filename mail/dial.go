@@ -94,8 +94,13 @@ func (c *conn) tlsState() (tls.ConnectionState, bool) {
 // step runs fn under the step timeout and ctx: when either ends first, the raw connection is closed (which unblocks
 // fn) and the error wraps the context's error. Errors come back as *StepError.
 func (c *conn) step(ctx context.Context, name string, fn func() error) error {
+	return c.stepFor(ctx, name, c.d.timeout(), fn)
+}
+
+// stepFor is step with its own timeout (a transfer whose length depends on its size).
+func (c *conn) stepFor(ctx context.Context, name string, timeout time.Duration, fn func() error) error {
 	start := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, c.d.timeout())
+	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var stop func() bool
 	if c.raw != nil {

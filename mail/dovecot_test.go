@@ -440,6 +440,8 @@ func TestDovecot(t *testing.T) {
 		}
 	})
 
+	t.Run("message", func(t *testing.T) { testMessage(t, f) })
+
 	// Last: pulls the card.
 	t.Run("card change", func(t *testing.T) {
 		ctx := ctxT(t)

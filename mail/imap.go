@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
+	"golang.org/x/net/html/charset"
 
 	"github.com/cardmail/cardmail/session"
 )
@@ -61,7 +63,9 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		return nil, err
 	}
 	ic := &IMAPConn{cn: cn, done: make(chan struct{})}
-	opts := &imapclient.Options{}
+	// Encoded words in subjects, names and file names come in any charset (windows-1252 and ISO-8859-15 are common
+	// in French mail); Go's own decoder knows UTF-8, ISO-8859-1 and US-ASCII only.
+	opts := &imapclient.Options{WordDecoder: &mime.WordDecoder{CharsetReader: charset.NewReaderLabel}}
 	if tr.Log != nil {
 		red := newRedactor(tr.Log, a.Password)
 		opts.DebugWriter = &logWriter{r: red}
@@ -262,12 +266,17 @@ func (c *IMAPConn) markClosed() {
 
 // op runs one operation under the connection lock and the step timeout.
 func (c *IMAPConn) op(ctx context.Context, step string, fn func() error) error {
+	return c.opFor(ctx, step, c.cn.d.timeout(), fn)
+}
+
+// opFor is op with its own timeout.
+func (c *IMAPConn) opFor(ctx context.Context, step string, timeout time.Duration, fn func() error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.Alive() {
 		return &StepError{Step: step, Err: c.closedErr()}
 	}
-	err := c.cn.step(ctx, step, fn)
+	err := c.cn.stepFor(ctx, step, timeout, fn)
 	if err != nil && !c.Alive() {
 		// The manager closed the connection under the command: say so.
 		if !errors.Is(err, ErrClosed) {
@@ -427,6 +436,9 @@ type Header struct {
 	From    string
 	Subject string
 	Size    uint32
+	// UIDValidity is the folder's UIDVALIDITY when the header was listed: with the folder and UID it names the
+	// message (Ref).
+	UIDValidity uint32
 }
 
 // MaxPageSize bounds Headers' pageSize.
@@ -459,7 +471,9 @@ func (c *IMAPConn) Headers(ctx context.Context, folder string, page, pageSize in
 		}
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].SeqNum > msgs[j].SeqNum })
 		for _, m := range msgs {
-			out = append(out, headerOf(m))
+			h := headerOf(m)
+			h.UIDValidity = sd.UIDValidity
+			out = append(out, h)
 		}
 		return nil
 	})

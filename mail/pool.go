@@ -3,6 +3,7 @@ package mail
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,6 +170,44 @@ func (p *Pool) Headers(ctx context.Context, a Account, folder string, page, page
 		return err
 	})
 	return out, total, err
+}
+
+// Message is IMAPConn.Message on a's pooled connection.
+func (p *Pool) Message(ctx context.Context, a Account, ref MessageRef) (*Message, error) {
+	var out *Message
+	err := p.with(ctx, a, func(c *IMAPConn) error {
+		var err error
+		out, err = c.Message(ctx, ref)
+		return err
+	})
+	return out, err
+}
+
+// Attachment is IMAPConn.Attachment on a's pooled connection. A retry on a new connection happens only when
+// nothing was written to w yet.
+func (p *Pool) Attachment(ctx context.Context, a Account, ref MessageRef, part []int, w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	var first error
+	err := p.with(ctx, a, func(c *IMAPConn) error {
+		if cw.n > 0 {
+			return first // a transfer that had begun is not started again on top of what w holds
+		}
+		_, first = c.Attachment(ctx, ref, part, cw)
+		return first
+	})
+	return cw.n, err
+}
+
+// countingWriter counts what went through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // Close closes every kept connection; later calls fail with ErrClosed.
