@@ -137,6 +137,7 @@ func (v *accountsView) adopt(old *accountsView) {
 	v.status, v.browsers = old.status, old.browsers
 	for name, bw := range v.browsers {
 		bw.b.onResult = func(err error) { v.setResult(name, err) }
+		bw.b.onReconnect = v.reconnectAll
 	}
 }
 
@@ -327,11 +328,14 @@ func (v *accountsView) cardGone() {
 	v.updateButtons()
 }
 
-// cardBack offers Reconnect when some account waits for the card. UI goroutine.
+// cardBack offers Reconnect, here and in the open mailboxes, when some account waits for the card. UI goroutine.
 func (v *accountsView) cardBack() {
 	for _, st := range v.status {
 		if st.state == stateCardNeeded {
 			v.reconBar.Show()
+			for _, bw := range v.browsers {
+				bw.b.cardBack()
+			}
 			return
 		}
 	}
@@ -341,6 +345,9 @@ func (v *accountsView) cardBack() {
 // the PIN once (the first login of the card session), then refreshes the open mailboxes. UI goroutine.
 func (v *accountsView) reconnectAll() {
 	v.reconBar.Hide()
+	for _, bw := range v.browsers {
+		bw.b.reconnectB.Hide()
+	}
 	var todo []*profile.Profile
 	for _, e := range v.entries {
 		if e.Profile != nil && v.status[e.Name].state == stateCardNeeded {
@@ -359,8 +366,12 @@ func (v *accountsView) reconnectAll() {
 			name := p.Name
 			v.do(func() {
 				v.setResult(name, err)
-				if bw := v.browsers[name]; bw != nil && err == nil {
+				switch bw := v.browsers[name]; {
+				case bw == nil:
+				case err == nil:
 					bw.b.refresh()
+				default:
+					bw.b.showError(err)
 				}
 			})
 		}
@@ -429,6 +440,7 @@ func (v *accountsView) openMailbox() {
 			v.setStatus(name, accountStatus{})
 		}
 	})
+	b.onReconnect = v.reconnectAll
 	v.browsers[name] = &browserWindow{win: w, b: b}
 }
 

@@ -178,6 +178,7 @@ type acctMail struct {
 	headers    map[string]int // folder → message count; headers are generated
 	folderErr  error
 	headersErr error
+	messageErr error
 	reports    map[string]*diagnosis.Report // by protocol
 	sendErr    error
 	bodies     []string
@@ -232,6 +233,31 @@ func (f *acctMail) Headers(_ context.Context, _ *profile.Profile, folder string,
 			From: fmt.Sprintf("Sender %d <s%d@example.org>", n, n), Subject: fmt.Sprintf("Message %d", n)})
 	}
 	return out, total, nil
+}
+
+// Message makes up the message with UID n of any folder: from "Sender n", subject "Message n", a text naming a
+// patient, and one PDF attachment; an odd UID is an HTML mail shown as text.
+func (f *acctMail) Message(_ context.Context, _ *profile.Profile, ref mail.MessageRef) (*mail.Message, error) {
+	f.record("message " + ref.Folder)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.messageErr != nil {
+		return nil, f.messageErr
+	}
+	n := ref.UID
+	return &mail.Message{Ref: ref, Date: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Hour),
+		From: fmt.Sprintf("Sender %d <s%d@example.org>", n, n), To: []string{"alice.martin@cardmail.test"},
+		Subject: fmt.Sprintf("Message %d", n), Text: fmt.Sprintf("Results of patient Dupont-%d are normal.", n),
+		FromHTML: n%2 == 1,
+		Attachments: []mail.Attachment{{Part: []int{2}, Name: fmt.Sprintf("report-%d.pdf", n), Type: "application/pdf",
+			Size: 123456}}}, nil
+}
+
+// Attachment writes a few bytes naming the message and the part.
+func (f *acctMail) Attachment(_ context.Context, _ *profile.Profile, ref mail.MessageRef, part []int, w io.Writer) (int64, error) {
+	f.record("attachment")
+	n, err := fmt.Fprintf(w, "%%PDF report of message %d part %v", ref.UID, part)
+	return int64(n), err
 }
 
 func (f *acctMail) SendTest(_ context.Context, p *profile.Profile, body string) (*mail.Sent, error) {

@@ -6,10 +6,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/cardmail/cardmail/accounts"
 	"github.com/cardmail/cardmail/bench"
@@ -45,9 +47,10 @@ func splitHostPort(t *testing.T, addr string) (string, int) {
 
 // The whole chain on the bench: virtual card in pcscd, OpenSC through the agent, a real session manager, the real
 // accounts service and a real Dovecot. The wizard's live test logs in with one PIN prompt and saves the account; the
-// mailbox then opens without another prompt (same card session); unplugging the card shows the banner
-// and "card needed"; plugging it back offers Reconnect, which costs exactly one more PIN prompt, and the folders
-// come back.
+// mailbox and a message then open without another prompt (same card session); unplugging the card shows the banner
+// and "card needed", and takes every folder name, header and the open message off the mailbox window, which says
+// why; plugging it back offers Reconnect (in the main window and the mailbox), which costs exactly one more PIN
+// prompt, and the folders come back.
 func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	b := bench.Start(t)
 	dv := mailsrv.StartDovecot(t, b.PKI, mailsrv.DovecotOptions{Folders: 3, Messages: 5})
@@ -131,8 +134,24 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	if v.status["alice"].state != stateConnected {
 		t.Errorf("status %+v after opening the mailbox", v.status["alice"])
 	}
+	// A message opens in the reading pane, on the same connection (no other PIN prompt).
+	bw.b.table.Select(widget.TableCellID{Row: 0, Col: 0})
+	waitUI(t, "the newest message", func() bool { return bw.b.reader.msg != nil || bw.b.reader.empty.Visible() && !bw.b.reader.load.busy() })
+	if bw.b.reader.msg == nil {
+		t.Fatalf("message not opened: %q", bw.b.reader.empty.Text)
+	}
+	if m := bw.b.reader.msg; m.Subject != "Message 5" || m.Text != "Body of Message 5." {
+		t.Errorf("message %q: %q", m.Subject, m.Text)
+	}
 	if n := prompts.Load(); n != 1 {
-		t.Fatalf("%d PIN prompts after opening the mailbox, want still 1", n)
+		t.Fatalf("%d PIN prompts after opening the mailbox and a message, want still 1", n)
+	}
+	private := []string{"Folder0001", "Message 5", "Body of Message 5.", "bench@"}
+	shown := shownText(bw.win.Canvas())
+	for _, p := range private {
+		if !strings.Contains(shown, p) {
+			t.Fatalf("the mailbox does not show %q before removal: the check after removal would prove nothing", p)
+		}
 	}
 
 	b.RemoveWait(t, 0)
@@ -143,9 +162,17 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	if !shows(bw.win.Canvas(), words.Message(words.English, diagnosis.CardAbsent)) {
 		t.Errorf("mailbox does not ask for the card: %q", bw.b.status.Text)
 	}
+	// Issue 9 item 6: nothing of the person's mail stays on the screen, and the browser says why.
+	shown = shownText(bw.win.Canvas())
+	for _, p := range private {
+		if strings.Contains(shown, p) {
+			t.Errorf("after removal the mailbox still shows %q", p)
+		}
+	}
+	wantShown(t, bw.win.Canvas(), words.T(words.English, "folders.hidden", nil))
 
 	b.InsertWait(t, 0, 0)
-	waitUI(t, "reconnect offer", func() bool { return v.reconBar.Visible() })
+	waitUI(t, "reconnect offer", func() bool { return v.reconBar.Visible() && bw.b.reconnectB.Visible() })
 	test.Tap(v.reconnect)
 	waitUI(t, "reconnected", func() bool {
 		st := v.status["alice"].state

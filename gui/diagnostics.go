@@ -1,12 +1,12 @@
 package gui
 
 import (
-	"errors"
-	"fmt"
-	"os"
+	"context"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -145,6 +145,7 @@ func stepName(lang words.Lang, name string) string {
 
 // diagView is the diagnostics dialog. UI goroutine only.
 type diagView struct {
+	life
 	win      fyne.Window
 	lang     words.Lang
 	r        *diagnosis.Report
@@ -156,6 +157,7 @@ type diagView struct {
 	copyBtn  *keyButton
 	saveBtn  *keyButton
 	closeBtn *keyButton
+	save     *job // writing the report to a file
 }
 
 // ShowDiagnostics shows report r over w: the verdict in plain words (the code's message and remedy in large type),
@@ -168,6 +170,7 @@ func ShowDiagnostics(w fyne.Window, lang words.Lang, r *diagnosis.Report) {
 
 func newDiagView(w fyne.Window, lang words.Lang, r *diagnosis.Report) *diagView {
 	v := &diagView{win: w, lang: lang, r: r}
+	v.save = &job{life: &v.life, timeout: time.Minute}
 	t := v.t
 	k := &keys{}
 	v.keys = k
@@ -204,7 +207,10 @@ func (v *diagView) show() {
 			prev(ev)
 		}
 	})
-	v.dlg.SetOnClosed(func() { c.SetOnTypedKey(prev) })
+	v.dlg.SetOnClosed(func() {
+		v.end()
+		c.SetOnTypedKey(prev)
+	})
 	v.dlg.Show()
 	c.Focus(v.closeBtn)
 }
@@ -304,10 +310,10 @@ func (v *diagView) chooseFile() {
 			return // cancelled
 		}
 		r := v.r
-		go func() {
+		v.save.start(func(_ context.Context, run run) {
 			err := writeReport(wc, r)
-			fyne.Do(func() { v.saved(wc.URI(), err) })
-		}()
+			run.end(func() { v.saved(wc.URI(), err) })
+		})
 	}, v.win)
 	d.SetFileName("cardmail-report.txt")
 	d.SetFilter(storage.NewExtensionFileFilter([]string{".txt", ".json"}))
@@ -330,51 +336,14 @@ func reportBytes(r *diagnosis.Report, name string) []byte {
 	return []byte(r.Text())
 }
 
-// writeReport writes r to wc (which it closes) in the format its name asks for. A local file is replaced atomically
-// (temporary file in the same directory, fsync, rename), so a crash never leaves half a report; other URIs are
-// written through wc.
+// writeReport writes r to wc (which it closes) in the format its name asks for; a local file is replaced
+// atomically (writeURI), so a crash never leaves half a report.
 func writeReport(wc fyne.URIWriteCloser, r *diagnosis.Report) error {
-	u := wc.URI()
-	data := reportBytes(r, u.Name())
-	if u.Scheme() == "file" {
-		if err := wc.Close(); err != nil {
-			return fmt.Errorf("report %s: %w", u.Path(), err)
-		}
-		return writeFileAtomic(u.Path(), data)
-	}
-	_, werr := wc.Write(data)
-	cerr := wc.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		return fmt.Errorf("report %s: %w", u, err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with data (mode 0600): readers see the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".cardmail-report-*")
-	if err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("report %s: %w", path, err)
-	}
-	return nil
+	data := reportBytes(r, wc.URI().Name())
+	return writeURI(wc, "report", func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 }
 
 // dialogSize is w×h, shrunk to fit the window's canvas with a margin.

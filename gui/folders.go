@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -26,10 +25,11 @@ const PageSize = 50
 // loadTimeout bounds one background load of the folder browser (folders or one page of headers).
 const loadTimeout = 60 * time.Second
 
-// folderBrowser shows one account's mailbox: the folder tree, and one page of the selected folder's message headers.
-// Every load runs in the background with a context (a newer load cancels the older one, the Stop button and closing
-// the window cancel it too) and hands its result to the UI goroutine with fyne.Do. Fields other than mu/seq/cancel
-// are touched on the UI goroutine only.
+// folderBrowser shows one account's mailbox: the folder tree, one page of the selected folder's message headers,
+// and the message selected there (messageView). Every load runs as a job (a newer load cancels the older one, the
+// Stop button and closing the window cancel it too) and hands its result to the UI goroutine with fyne.Do. When the
+// card leaves, everything of the person's mail leaves the screen (cardGone). Fields are touched on the UI goroutine
+// only.
 type folderBrowser struct {
 	life
 	win  fyne.Window
@@ -38,6 +38,9 @@ type folderBrowser struct {
 	prof *profile.Profile
 	// onResult, when set, learns the outcome of every folder load (nil error: connected); UI goroutine.
 	onResult func(error)
+	// onReconnect, when set, reconnects the accounts that wait for the card (the accounts view's Reconnect): the
+	// browser offers it once the card is back. UI goroutine.
+	onReconnect func()
 
 	folders  map[string]mail.Folder // by full name; parents missing from the server's list are added as NoSelect
 	children map[string][]string    // tree: parent full name ("" for the root) → children, sorted
@@ -46,20 +49,20 @@ type folderBrowser struct {
 	total    int
 	page     int // 0 = newest
 
-	tree      *widget.Tree
-	table     *widget.Table
-	prev      *widget.Button
-	next      *widget.Button
-	refreshB  *widget.Button
-	stop      *widget.Button
-	pageLabel *widget.Label
-	status    *widget.Label
-	details   *widget.Label
-	progress  *widget.ProgressBarInfinite
+	tree       *widget.Tree
+	table      *widget.Table
+	prev       *widget.Button
+	next       *widget.Button
+	refreshB   *widget.Button
+	stop       *widget.Button
+	reconnectB *widget.Button
+	pageLabel  *widget.Label
+	status     *widget.Label
+	details    *widget.Label
+	progress   *widget.ProgressBarInfinite
+	reader     *messageView
 
-	mu     sync.Mutex // guards seq and cancel, which background goroutines read
-	seq    int
-	cancel context.CancelFunc
+	load *job // the folder list or one page of headers
 }
 
 // OpenFolderBrowser opens a window on p's mailbox and starts loading its folders. UI goroutine only. onResult, when
@@ -78,7 +81,8 @@ func openBrowser(a fyne.App, lang words.Lang, svc MailService, p *profile.Profil
 	w.SetContent(b.content())
 	w.SetOnClosed(func() {
 		b.end()
-		b.cancelLoad()
+		b.load.drop()
+		b.reader.drop()
 		if onClosed != nil {
 			onClosed()
 		}
@@ -106,6 +110,7 @@ func newFolderBrowser(w fyne.Window, lang words.Lang, svc MailService, p *profil
 		}
 		if id != b.selected {
 			b.selected, b.page = id, 0
+			b.reader.clear("")
 			b.loadHeaders()
 		}
 	}
@@ -148,6 +153,11 @@ func newFolderBrowser(w fyne.Window, lang words.Lang, svc MailService, p *profil
 	b.table.SetColumnWidth(0, 140)
 	b.table.SetColumnWidth(1, 200)
 	b.table.SetColumnWidth(2, 320)
+	b.table.OnSelected = func(id widget.TableCellID) {
+		if id.Row >= 0 && id.Row < len(b.headers) {
+			b.reader.open(b.headers[id.Row].Ref(b.selected))
+		}
+	}
 
 	b.prev = widget.NewButtonWithIcon(b.t("folders.previous", nil), theme.NavigateBackIcon(), func() {
 		if b.page > 0 {
@@ -162,8 +172,16 @@ func newFolderBrowser(w fyne.Window, lang words.Lang, svc MailService, p *profil
 		}
 	})
 	b.refreshB = widget.NewButtonWithIcon(b.t("folders.refresh", nil), theme.ViewRefreshIcon(), b.refresh)
-	b.stop = widget.NewButtonWithIcon(b.t("pin.cancel", nil), theme.CancelIcon(), b.cancelLoad)
+	b.stop = widget.NewButtonWithIcon(b.t("pin.cancel", nil), theme.CancelIcon(), func() { b.load.drop() })
 	b.stop.Hide()
+	b.reconnectB = widget.NewButtonWithIcon(b.t("accounts.reconnect", nil), theme.ViewRefreshIcon(), func() {
+		b.reconnectB.Hide()
+		if b.onReconnect != nil {
+			b.onReconnect()
+		}
+	})
+	b.reconnectB.Importance = widget.HighImportance
+	b.reconnectB.Hide()
 	b.pageLabel = widget.NewLabel("")
 	b.pageLabel.Alignment = fyne.TextAlignCenter
 	b.status = widget.NewLabel("")
@@ -176,8 +194,25 @@ func newFolderBrowser(w fyne.Window, lang words.Lang, svc MailService, p *profil
 	b.progress = widget.NewProgressBarInfinite()
 	b.progress.Stop()
 	b.progress.Hide()
+	b.load = &job{life: &b.life, timeout: loadTimeout, onBusy: b.showBusy}
+	b.reader = newMessageView(w, lang, svc, b.prof, &b.life)
 	b.updatePaging()
 	return b
+}
+
+// showBusy shows the progress of a load and its Stop button while it runs. UI goroutine.
+func (b *folderBrowser) showBusy(on bool) {
+	if on {
+		b.progress.Show()
+		b.progress.Start()
+		b.stop.Show()
+		b.refreshB.Disable()
+		return
+	}
+	b.progress.Stop()
+	b.progress.Hide()
+	b.stop.Hide()
+	b.refreshB.Enable()
 }
 
 func (b *folderBrowser) t(key string, data map[string]any) string { return words.T(b.lang, key, data) }
@@ -269,83 +304,28 @@ func folderTree(fs []mail.Folder) (map[string]mail.Folder, map[string][]string) 
 	return byName, children
 }
 
-// content lays the browser out: toolbar with refresh and progress, tree on the left, messages and paging right.
+// content lays the browser out: toolbar with refresh and progress, tree on the left, the headers with paging above
+// the open message on the right.
 func (b *folderBrowser) content() fyne.CanvasObject {
 	top := container.NewVBox(
 		container.NewBorder(nil, nil, widget.NewLabelWithStyle(b.prof.Address, fyne.TextAlignLeading,
-			fyne.TextStyle{Bold: true}), container.NewHBox(b.stop, b.refreshB), b.progress),
+			fyne.TextStyle{Bold: true}), container.NewHBox(b.stop, b.reconnectB, b.refreshB), b.progress),
 		b.status, b.details)
 	paging := container.NewBorder(nil, nil, b.prev, b.next, b.pageLabel)
-	messages := container.NewBorder(nil, paging, nil, nil, b.table)
+	messages := container.NewVSplit(container.NewBorder(nil, paging, nil, nil, b.table), b.reader.content())
+	messages.Offset = 0.45
 	split := container.NewHSplit(b.tree, messages)
 	split.Offset = 0.28
 	return container.NewBorder(top, nil, nil, nil, split)
 }
 
-// begin starts a background load: it cancels the previous one, shows progress and returns the context and the
-// sequence number the result must still match when it arrives. UI goroutine.
-func (b *folderBrowser) begin() (context.Context, int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cancel != nil {
-		b.cancel()
-	}
-	b.seq++
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	b.cancel = cancel
-	b.progress.Show()
-	b.progress.Start()
-	b.stop.Show()
-	b.refreshB.Disable()
-	return ctx, b.seq
-}
-
-// finish reports whether the load seq is still the latest and, if so, ends the progress display. UI goroutine.
-func (b *folderBrowser) finish(seq int) bool {
-	b.mu.Lock()
-	latest := seq == b.seq
-	if latest && b.cancel != nil {
-		b.cancel()
-		b.cancel = nil
-	}
-	b.mu.Unlock()
-	if latest {
-		b.progress.Stop()
-		b.progress.Hide()
-		b.stop.Hide()
-		b.refreshB.Enable()
-	}
-	return latest
-}
-
-// cancelLoad stops the running load, if any, and supersedes its result. UI goroutine.
-func (b *folderBrowser) cancelLoad() {
-	b.mu.Lock()
-	b.seq++
-	if b.cancel != nil {
-		b.cancel()
-		b.cancel = nil
-	}
-	b.mu.Unlock()
-	b.progress.Stop()
-	b.progress.Hide()
-	b.stop.Hide()
-	b.refreshB.Enable()
-}
-
 // refresh reloads the folders, then the selected folder's headers (INBOX the first time). UI goroutine.
 func (b *folderBrowser) refresh() {
-	ctx, seq := b.begin()
 	svc, p := b.svc, b.prof
-	go func() {
+	b.load.start(func(ctx context.Context, r run) {
 		fs, err := svc.Folders(ctx, p)
-		b.do(func() {
-			if !b.finish(seq) {
-				return
-			}
-			b.applyFolders(fs, err)
-		})
-	}()
+		r.end(func() { b.applyFolders(fs, err) })
+	})
 }
 
 // applyFolders shows a folder load's result; UI goroutine.
@@ -363,6 +343,7 @@ func (b *folderBrowser) applyFolders(fs []mail.Folder, err error) {
 	b.tree.OpenAllBranches()
 	if f, ok := b.folders[b.selected]; !ok || f.NoSelect {
 		b.selected, b.page = "", 0
+		b.reader.clear("")
 		for _, name := range b.children[""] {
 			if f := b.folders[name]; !f.NoSelect {
 				b.selected = name
@@ -385,25 +366,22 @@ func (b *folderBrowser) loadHeaders() {
 	if b.selected == "" {
 		return
 	}
-	ctx, seq := b.begin()
 	svc, p, folder, page := b.svc, b.prof, b.selected, b.page
-	go func() {
+	b.load.start(func(ctx context.Context, r run) {
 		hs, total, err := svc.Headers(ctx, p, folder, page, PageSize)
-		b.do(func() {
-			if !b.finish(seq) {
-				return
-			}
+		r.end(func() {
 			if err != nil {
 				b.showError(err)
 				return
 			}
 			b.clearError()
 			b.headers, b.total = hs, total
+			b.table.UnselectAll()
 			b.table.Refresh()
 			b.table.ScrollToTop()
 			b.updatePaging()
 		})
-	}()
+	})
 }
 
 // updatePaging shows "page x of y" and enables Previous/Next where there is a page to go to. UI goroutine.
@@ -441,12 +419,38 @@ func (b *folderBrowser) showError(err error) {
 func (b *folderBrowser) clearError() {
 	b.status.Hide()
 	b.details.Hide()
+	b.reconnectB.Hide()
 }
 
-// cardGone tells the browser its card left: the connection is gone until a refresh after reinsertion. UI goroutine.
+// cardGone tells the browser its card left: the loads stop, and the folder names, the message headers and the open
+// message (which often carry patients' names) leave the screen and the browser's memory until the card is back and
+// the person reconnects; the status says why. UI goroutine.
 func (b *folderBrowser) cardGone() {
-	b.cancelLoad()
+	b.load.drop()
+	b.reader.drop()
+	b.folders, b.children = map[string]mail.Folder{}, map[string][]string{}
+	b.selected, b.headers, b.total, b.page = "", nil, 0, 0
+	b.tree.UnselectAll()
+	b.tree.Refresh()
+	b.table.UnselectAll()
+	b.table.Refresh()
+	b.updatePaging()
+	b.reader.clear(b.t("folders.hidden", nil))
+	b.reconnectB.Hide()
 	b.showError(errCardGone)
+}
+
+// cardBack offers to reconnect once the card is back (the accounts view reconnects every account that waits for
+// it, with one PIN prompt). UI goroutine.
+func (b *folderBrowser) cardBack() {
+	if b.onReconnect == nil || len(b.folders) > 0 {
+		return
+	}
+	b.status.SetText(b.t("folders.card_back", nil))
+	b.status.Importance = widget.WarningImportance
+	b.status.Show()
+	b.details.Hide()
+	b.reconnectB.Show()
 }
 
 // errorCode names the diagnosis code of an error from the mail service: card-side errors first, then what the

@@ -12,6 +12,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/session"
@@ -63,9 +64,12 @@ func TestScreenshots(t *testing.T) {
 	old := time.Local
 	time.Local = time.UTC
 	defer func() { time.Local = old }()
-	fw := OpenFolderBrowser(a, lang, m, testProfile(t, "alice", "alice.martin@cardmail.test"), nil)
+	fw, fb := openBrowser(a, lang, m, testProfile(t, "alice", "alice.martin@cardmail.test"), nil, nil)
 	waitUI(t, "headers", func() bool { return shows(fw.Canvas(), "Message 120") })
 	save("folder-browser", fw.Canvas())
+	fb.table.Select(widget.TableCellID{Row: 0, Col: 0})
+	waitUI(t, "message", func() bool { return fb.reader.msg != nil })
+	save("message", fw.Canvas())
 
 	// Certificate picker and PIN dialog.
 	w := a.NewWindow("CardMail")

@@ -2,6 +2,7 @@ package gui
 
 import (
 	"context"
+	"io"
 
 	"github.com/cardmail/cardmail/autoconfig"
 	"github.com/cardmail/cardmail/diagnosis"
@@ -25,6 +26,10 @@ type MailService interface {
 	Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang, progress func(diagnosis.Step)) *diagnosis.Report
 	Folders(ctx context.Context, p *profile.Profile) ([]mail.Folder, error)
 	Headers(ctx context.Context, p *profile.Profile, folder string, page, pageSize int) ([]mail.Header, int, error)
+	// Message fetches one message (headers, text, list of attachments) without marking it as read.
+	Message(ctx context.Context, p *profile.Profile, ref mail.MessageRef) (*mail.Message, error)
+	// Attachment writes the decoded contents of one attachment (its part number in Message's list) to w.
+	Attachment(ctx context.Context, p *profile.Profile, ref mail.MessageRef, part []int, w io.Writer) (int64, error)
 	SendTest(ctx context.Context, p *profile.Profile, body string) (*mail.Sent, error)
 	Discover(ctx context.Context, address string) (*autoconfig.Result, error)
 }

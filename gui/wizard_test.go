@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"strings"
@@ -111,6 +112,14 @@ func (m *fakeMail) Folders(context.Context, *profile.Profile) ([]mail.Folder, er
 
 func (m *fakeMail) Headers(context.Context, *profile.Profile, string, int, int) ([]mail.Header, int, error) {
 	return nil, 0, errors.New("fakeMail: Headers not used by the wizard")
+}
+
+func (m *fakeMail) Message(context.Context, *profile.Profile, mail.MessageRef) (*mail.Message, error) {
+	return nil, errors.New("fakeMail: Message not used by the wizard")
+}
+
+func (m *fakeMail) Attachment(context.Context, *profile.Profile, mail.MessageRef, []int, io.Writer) (int64, error) {
+	return 0, errors.New("fakeMail: Attachment not used by the wizard")
 }
 
 func (m *fakeMail) SendTest(context.Context, *profile.Profile, string) (*mail.Sent, error) {

@@ -49,7 +49,8 @@ type Message struct {
 	Size    uint32 // RFC822.SIZE
 	// Text is the text body for display: the first text/plain part that is not an attachment, else the first
 	// text/html part turned into text by HTMLText (FromHTML is then set). Control characters other than newline and
-	// tab, and bidirectional overrides, are removed. "" when the message has no text part.
+	// tab, and bidirectional overrides, are removed, and so are the line ends at the end. "" when the message has no
+	// text part.
 	Text     string
 	FromHTML bool
 	// Truncated: the text part is longer than MaxTextSize and Text is its beginning.
@@ -107,6 +108,7 @@ func (c *IMAPConn) Message(ctx context.Context, ref MessageRef) (*Message, error
 		} else {
 			m.Text = CleanText(body)
 		}
+		m.Text = strings.TrimRight(m.Text, " \t\n")
 		m.Truncated = truncated
 		return nil
 	})
