@@ -39,6 +39,18 @@ type Server struct {
 	// Auth lists the XML's <authentication> values as written, in order ("password-cleartext",
 	// "TLS-client-cert", …); nil from SRV.
 	Auth []string
+	// OutsideDomain (SRV only): the target host is neither the mail domain nor under it. DNS answers are not
+	// authenticated, so such a target may have been put there by someone else than the domain's owner: a client
+	// must show the person both names and have them confirm before using it (RFC 6186 §6).
+	OutsideDomain bool
+}
+
+// InDomain reports whether host is domain or one of its subdomains (names compared without regard to case or a
+// trailing dot).
+func InDomain(host, domain string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	return domain != "" && (host == domain || strings.HasSuffix(host, "."+domain))
 }
 
 // Rejection reasons (Rejected.Reason): stable identifiers, never sentences.

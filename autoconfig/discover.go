@@ -50,6 +50,8 @@ type Options struct {
 
 // Result is the configuration found for an address.
 type Result struct {
+	// Domain is the mail domain searched (the address's, lower case).
+	Domain string
 	Source Source
 	// Target is the URL of the XML document, or the domain for SRV.
 	Target      string
@@ -74,7 +76,8 @@ type Result struct {
 //
 // SRV candidates of one protocol are ordered by record priority across both services (RFC 6186 §3.4), implicit
 // TLS first at equal priority (RFC 8314 prefers it), and by the resolver's weighted order within a service
-// (RFC 2782); a service whose only record has target "." is not offered (RFC 2782).
+// (RFC 2782); a service whose only record has target "." is not offered (RFC 2782). SRV candidates whose target lies
+// outside the mail domain are marked Server.OutsideDomain: the caller must have the person confirm them.
 //
 // Errors: *AddressError before any network use; otherwise *NotFoundError (errors.Is ErrNotFound) listing every
 // attempt. Discover is safe for concurrent use and never panics on what servers send.
@@ -103,7 +106,7 @@ func Discover(ctx context.Context, address string, opt Options) (*Result, error)
 			}
 			res, err := d.tryXML(ctx, src, u)
 			if err == nil {
-				res.Attempts = attempts
+				res.Domain, res.Attempts = domain, attempts
 				return res, nil
 			}
 			attempts = append(attempts, Attempt{Source: src, Target: u, Err: err})
@@ -115,7 +118,7 @@ func Discover(ctx context.Context, address string, opt Options) (*Result, error)
 	res, srvAttempts := d.trySRV(ctx)
 	attempts = append(attempts, srvAttempts...)
 	if res != nil {
-		res.Attempts = attempts
+		res.Domain, res.Attempts = domain, attempts
 		return res, nil
 	}
 	return nil, &NotFoundError{Domain: domain, Attempts: attempts, Ctx: ctx.Err()}
@@ -265,7 +268,8 @@ func (d *discoverer) trySRV(ctx context.Context) (*Result, []Attempt) {
 			if !validHost(host) || r.Port == 0 {
 				continue
 			}
-			c := srvCandidate{Server: Server{Host: host, Port: int(r.Port), Security: svc.security}, priority: r.Priority, rank: rank}
+			c := srvCandidate{Server: Server{Host: host, Port: int(r.Port), Security: svc.security,
+				OutsideDomain: !InDomain(host, d.domain)}, priority: r.Priority, rank: rank}
 			rank++
 			found++
 			if svc.protocol == "imap" {

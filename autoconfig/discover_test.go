@@ -445,3 +445,48 @@ func TestDiscoverBadAddress(t *testing.T) {
 		}
 	}
 }
+
+// SRV records are not authenticated: a target outside the mail domain is marked for the person to confirm; a target
+// in the domain or under it is not.
+func TestDiscoverSRVOutsideDomain(t *testing.T) {
+	dns := startDNS(t, map[string]dnsAnswer{
+		"_imaps._tcp.clinic.test.":      {srv: []srvRec{{0, 0, 993, "mail.elsewhere.example."}}},
+		"_submission._tcp.clinic.test.": {srv: []srvRec{{0, 0, 587, "SMTP.Clinic.Test."}, {5, 0, 587, "clinic.test."}}},
+	})
+	opt := Options{Resolver: dns.resolver(), BaseURLs: map[Source]string{}}
+	opt.HTTPClient = loopbackClient(opt.Resolver)
+	for _, src := range []Source{SourceAutoconfigXML, SourceWellKnown} {
+		opt.BaseURLs[src] = startHTTP(t, status(404)).URL
+	}
+	opt.AllowHTTP = true
+	res, err := Discover(context.Background(), "dr.martin@Clinic.Test", opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Result{Domain: "clinic.test", Source: SourceSRV, Target: "clinic.test",
+		IMAP: []Server{{Host: "mail.elsewhere.example", Port: 993, Security: Implicit, OutsideDomain: true}},
+		SMTP: []Server{{Host: "smtp.clinic.test", Port: 587, Security: StartTLS}, {Host: "clinic.test", Port: 587, Security: StartTLS}}}
+	res.Attempts = nil
+	if !reflect.DeepEqual(res, want) {
+		t.Errorf("Discover =\n%+v\nwant\n%+v", res, want)
+	}
+}
+
+func TestInDomain(t *testing.T) {
+	cases := []struct {
+		host, domain string
+		want         bool
+	}{
+		{"clinic.test", "clinic.test", true},
+		{"imap.clinic.test.", "Clinic.Test", true},
+		{"a.b.clinic.test", "clinic.test", true},
+		{"evilclinic.test", "clinic.test", false},
+		{"clinic.test.evil.example", "clinic.test", false},
+		{"mail.example", "", false},
+	}
+	for _, c := range cases {
+		if got := InDomain(c.host, c.domain); got != c.want {
+			t.Errorf("InDomain(%q, %q) = %v", c.host, c.domain, got)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package gui
 import (
 	"cmp"
 	"context"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -65,6 +66,20 @@ type draft struct {
 	profile.Profile        // Name is the save page's name, trimmed ("" before the person or the page gives one)
 	choice          string // provider page: a preset id, choiceAuto or choiceManual ("" before a choice)
 	oldName         string // the name of the profile being edited, "" for a new one
+	// guessed are the host names a preset guessed from the address (IMAP, SMTP; "" for none): shown as guesses to
+	// check for as long as the servers keep them.
+	guessed [2]string
+}
+
+// guesses returns the host names of the draft that are still guesses.
+func (d *draft) guesses() []string {
+	var out []string
+	for i, s := range []profile.Server{d.IMAP, d.SMTP} {
+		if d.guessed[i] != "" && strings.EqualFold(s.Host, d.guessed[i]) {
+			out = append(out, s.Host)
+		}
+	}
+	return out
 }
 
 // candidate is the profile the draft describes, named even before the save page has a valid name (the live test

@@ -3,6 +3,7 @@ package gui
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -130,7 +131,11 @@ func (p *checkPage) finished(cand *profile.Profile, r *diagnosis.Report, stopped
 		}
 		p.msg.Segments = []widget.RichTextSegment{
 			&widget.TextSegment{Style: widget.RichTextStyleSubHeading, Text: words.Message(z.lang, code)}}
-		p.remedy.SetText(words.Remedy(z.lang, code))
+		remedy := words.Remedy(z.lang, code)
+		if g := z.d.guesses(); len(g) > 0 {
+			remedy += "\n" + z.t("wizard.test.guessed", map[string]any{"Hosts": strings.Join(g, ", ")})
+		}
+		p.remedy.SetText(remedy)
 		p.remedy.Show()
 		if r != nil {
 			p.detail.Show()

@@ -1,10 +1,12 @@
 package gui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -31,6 +33,10 @@ type providerPage struct {
 	bar      *widget.ProgressBarInfinite
 	stop     *keyButton
 	discover *job
+	// outside warns that DNS SRV records point outside the mail domain (both names shown); confirm must then be
+	// ticked before going on.
+	outside *widget.Label
+	confirm *keyCheck
 }
 
 func (p *providerPage) build() fyne.CanvasObject {
@@ -60,14 +66,40 @@ func (p *providerPage) build() fyne.CanvasObject {
 			p.stop.Hide()
 		}
 	})
+	p.outside = wrapped("")
+	p.outside.Importance = widget.WarningImportance
+	p.outside.Hide()
+	p.confirm = newKeyCheck(z.keys, "", func(bool) { z.update() })
+	p.confirm.Hide()
 	return container.NewVBox(wrapped(z.t("wizard.provider.intro", nil)),
 		widget.NewForm(widget.NewFormItem(z.t("wizard.provider.label", nil), p.list)),
-		p.bar, p.stop, p.info)
+		p.bar, p.stop, p.info, p.outside, p.confirm)
 }
 
 func (p *providerPage) enter()                {}
 func (p *providerPage) first() fyne.Focusable { return p.list }
-func (p *providerPage) valid() bool           { return p.z.d.choice != "" && !p.discover.busy() }
+
+// valid: a choice, no search under way, and servers outside the mail domain confirmed.
+func (p *providerPage) valid() bool {
+	return p.z.d.choice != "" && !p.discover.busy() && (!p.confirm.Visible() || p.confirm.Checked)
+}
+
+// askConfirmation shows the warning about hosts outside domain and the check box that accepts them; no hosts hides
+// both.
+func (p *providerPage) askConfirmation(domain string, hosts []string) {
+	p.confirm.SetChecked(false)
+	if len(hosts) == 0 {
+		p.outside.Hide()
+		p.confirm.Hide()
+		return
+	}
+	data := map[string]any{"Domain": domain, "Hosts": strings.Join(hosts, ", ")}
+	p.outside.SetText(p.z.t("wizard.discover.outside", data))
+	p.confirm.Text = p.z.t("wizard.discover.confirm", data)
+	p.confirm.Refresh()
+	p.outside.Show()
+	p.confirm.Show()
+}
 
 // changed follows the person's choice.
 func (p *providerPage) changed() {
@@ -78,6 +110,8 @@ func (p *providerPage) changed() {
 	}
 	z.d.choice = p.choices[i]
 	p.discover.drop()
+	p.askConfirmation("", nil)
+	z.d.guessed = [2]string{}
 	switch z.d.choice {
 	case choiceAuto:
 		p.startDiscover()
@@ -86,7 +120,6 @@ func (p *providerPage) changed() {
 		p.applyManual()
 	default:
 		if pr, ok := profile.PresetByID(profile.PresetID(z.d.choice)); ok {
-			p.info.SetText(z.t("wizard.provider.info."+z.d.choice, nil))
 			p.applyPreset(pr)
 		}
 	}
@@ -99,13 +132,26 @@ func (p *providerPage) selectChoice(choice string) {
 	p.z.fill(func() { p.list.SetSelectedIndex(slices.Index(p.choices, choice)) })
 }
 
-// applyPreset fills the servers page from a preset, with the host names guessed from the address.
+// applyPreset fills the servers page from a preset, with the host names guessed from the address, and says what
+// the preset does, which other security mode it allows, and that the host names are guesses to check.
 func (p *providerPage) applyPreset(pr profile.Preset) {
-	prof, err := profile.FromPreset(pr, p.z.d.Address)
+	z := p.z
+	prof, err := profile.FromPreset(pr, z.d.Address)
 	if err != nil { // the address page is valid before this page, so this is a preset bug
 		prof = &profile.Profile{IMAP: pr.IMAP, SMTP: pr.SMTP, Login: pr.Login, TLSPolicy: pr.TLSPolicy}
 	}
-	p.z.servers.fill(prof.IMAP, prof.SMTP, prof.Login, prof.TLSPolicy)
+	z.servers.fill(prof.IMAP, prof.SMTP, prof.Login, prof.TLSPolicy)
+	z.d.guessed = [2]string{prof.IMAP.Host, prof.SMTP.Host}
+	lines := []string{z.t("wizard.provider.info."+string(pr.ID), nil)}
+	if alt := pr.Alternative; alt != "" {
+		lines = append(lines, z.t("wizard.provider.alternative", map[string]any{
+			"Security": z.t("wizard.security."+string(alt), nil),
+			"IMAP":     profile.StandardPort(profile.ProtocolIMAP, alt), "SMTP": profile.StandardPort(profile.ProtocolSMTP, alt)}))
+	}
+	if prof.IMAP.Host != "" {
+		lines = append(lines, z.t("wizard.provider.guessed", map[string]any{"IMAP": prof.IMAP.Host, "SMTP": prof.SMTP.Host}))
+	}
+	p.info.SetText(strings.Join(lines, "\n"))
 }
 
 // applyManual keeps the generic preset's ports and modes and empties the host names for the person to type.
@@ -172,4 +218,12 @@ func (p *providerPage) applyDiscovered(res *autoconfig.Result) {
 	p.info.SetText(z.t("wizard.discover.found", map[string]any{
 		"Source": z.t("wizard.source."+string(res.Source), nil), "Target": res.Target,
 		"IMAP": describe(res.IMAP), "SMTP": describe(res.SMTP)}))
+	// DNS answers are not authenticated: a server outside the mail domain needs the person's word (RFC 6186 §6).
+	var outside []string
+	for _, s := range [][]autoconfig.Server{res.IMAP, res.SMTP} {
+		if len(s) > 0 && s[0].OutsideDomain && !slices.Contains(outside, s[0].Host) {
+			outside = append(outside, s[0].Host)
+		}
+	}
+	p.askConfirmation(cmp.Or(res.Domain, domainOf(z.d.Address)), outside)
 }

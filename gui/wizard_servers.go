@@ -38,12 +38,13 @@ type serverFields struct {
 	protocol string
 	host     *keyEntry
 	hostErr  *widget.Label
+	guess    *widget.Label // the host name is a guess to check
 	port     *keyEntry
 	portErr  *widget.Label
 	security *keySelect
 }
 
-// server is the draft's server that f edits.
+// server is the draft's server that the fields srv[i] edit.
 func (p *serversPage) server(i int) *profile.Server {
 	if i == 0 {
 		return &p.z.d.IMAP
@@ -68,6 +69,9 @@ func (p *serversPage) build() fyne.CanvasObject {
 			z.update()
 		}
 		f.hostErr = errorLabel()
+		f.guess = wrapped(z.t("wizard.servers.guessed", nil))
+		f.guess.Importance = widget.WarningImportance
+		f.guess.Hide()
 		f.port = newKeyEntry(z.keys)
 		f.port.OnChanged = func(text string) {
 			s.Port, _ = strconv.Atoi(strings.TrimSpace(text))
@@ -86,7 +90,7 @@ func (p *serversPage) build() fyne.CanvasObject {
 			f.port.SetText(strconv.Itoa(profile.StandardPort(f.protocol, s.Security)))
 			z.update()
 		})
-		form.Append(z.t("wizard.servers."+proto+"_host", nil), container.NewVBox(f.host, f.hostErr))
+		form.Append(z.t("wizard.servers."+proto+"_host", nil), container.NewVBox(f.host, f.hostErr, f.guess))
 		form.Append(z.t("wizard.servers.security", nil), f.security)
 		form.Append(z.t("wizard.servers.port", nil), container.NewVBox(f.port, f.portErr))
 	}
@@ -171,6 +175,11 @@ func (p *serversPage) valid() bool {
 		pr := portReason(strings.TrimSpace(f.port.Text))
 		z.setReason(f.hostErr, hr)
 		z.setReason(f.portErr, pr)
+		if g := z.d.guessed[i]; hr == "" && g != "" && strings.EqualFold(p.server(i).Host, g) {
+			f.guess.Show()
+		} else {
+			f.guess.Hide()
+		}
 		ok = ok && hr == "" && pr == "" && f.security.SelectedIndex() >= 0
 	}
 	ok = ok && p.login.SelectedIndex() >= 0 && p.policy.SelectedIndex() >= 0

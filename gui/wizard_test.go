@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
@@ -305,7 +306,7 @@ func wantShown(t *testing.T, c fyne.Canvas, texts ...string) {
 	}
 }
 
-// shownText joins the texts of the visible labels, rich texts, entries, selects, buttons and checks on c.
+// shownText joins the texts of the visible labels, rich texts, entries, selects, buttons, checks and canvas texts on c.
 func shownText(c fyne.Canvas) string {
 	var b strings.Builder
 	roots := append([]fyne.CanvasObject{c.Content()}, c.Overlays().List()...)
@@ -323,6 +324,8 @@ func shownText(c fyne.Canvas) string {
 			case *widget.Button:
 				b.WriteString(w.Text)
 			case *widget.Check:
+				b.WriteString(w.Text)
+			case *canvas.Text: // inside widgets that extend others (keyCheck, keyButton)
 				b.WriteString(w.Text)
 			}
 			b.WriteString("\n")
@@ -379,16 +382,26 @@ func TestWizardWholeFlow(t *testing.T) {
 			if z.d.choice != string(profile.PresetHealth) || z.next.Disabled() {
 				t.Fatalf("choice %q, next enabled=%v", z.d.choice, !z.next.Disabled())
 			}
+			// Issue 13 item 4: the MSSanté base (STARTTLS), implicit TLS offered as the alternative, and the host
+			// names said to be guesses.
+			r.wantShown(t, words.T(lang, "wizard.provider.guessed", map[string]any{"IMAP": "imap.sante.example", "SMTP": "smtp.sante.example"}),
+				words.T(lang, "wizard.provider.alternative", map[string]any{"Security": words.T(lang, "wizard.security.implicit", nil),
+					"IMAP": 993, "SMTP": 465}))
 			golden(pageProvider)
 			test.Tap(z.next)
 
-			// 3. Servers: filled from the preset; the standard port follows the security mode; bad ports are explained.
+			// 3. Servers: filled from the preset (STARTTLS 143/587, guessed names shown as guesses); the standard port
+			// follows the security mode; bad ports are explained.
 			r.wantPage(t, pageServers)
 			imap, smtp := &z.servers.srv[0], &z.servers.srv[1]
-			if imap.host.Text != "imap.sante.example" || imap.port.Text != "993" || smtp.host.Text != "smtp.sante.example" ||
-				smtp.port.Text != "465" || z.servers.policy.Selected != words.T(lang, "wizard.policy.mssante", nil) {
+			if imap.host.Text != "imap.sante.example" || imap.port.Text != "143" || smtp.host.Text != "smtp.sante.example" ||
+				smtp.port.Text != "587" || imap.security.SelectedIndex() != 1 || smtp.security.SelectedIndex() != 1 ||
+				z.servers.policy.Selected != words.T(lang, "wizard.policy.mssante", nil) {
 				t.Fatalf("servers not filled from the preset: %q:%q %q:%q policy %q", imap.host.Text, imap.port.Text,
 					smtp.host.Text, smtp.port.Text, z.servers.policy.Selected)
+			}
+			if !imap.guess.Visible() || !smtp.guess.Visible() || imap.guess.Text != words.T(lang, "wizard.servers.guessed", nil) {
+				t.Errorf("guessed host names not shown as guesses: %v %v", imap.guess.Visible(), smtp.guess.Visible())
 			}
 			if c.Focused() != imap.host {
 				t.Errorf("focus %T, want the IMAP host", c.Focused())
@@ -401,14 +414,19 @@ func TestWizardWholeFlow(t *testing.T) {
 			if c.Focused() != imap.port {
 				t.Errorf("second Tab went to %T, want the IMAP port", c.Focused())
 			}
-			smtp.security.SetSelectedIndex(1)
-			if smtp.port.Text != "587" {
-				t.Errorf("STARTTLS port %q, want 587", smtp.port.Text)
-			}
 			smtp.security.SetSelectedIndex(0)
 			if smtp.port.Text != "465" {
 				t.Errorf("implicit TLS port %q, want 465", smtp.port.Text)
 			}
+			smtp.security.SetSelectedIndex(1)
+			if smtp.port.Text != "587" {
+				t.Errorf("STARTTLS port %q, want 587", smtp.port.Text)
+			}
+			smtp.host.SetText("smtp.operator.example")
+			if smtp.guess.Visible() || !imap.guess.Visible() {
+				t.Errorf("a typed host name still said to be a guess (%v), or the other not (%v)", smtp.guess.Visible(), imap.guess.Visible())
+			}
+			smtp.host.SetText("smtp.sante.example")
 			imap.port.SetText("99999")
 			if !z.next.Disabled() || !imap.portErr.Visible() || imap.portErr.Text != words.T(lang, "wizard.reason.bad_port", nil) {
 				t.Errorf("bad port: next enabled=%v message %q", !z.next.Disabled(), imap.portErr.Text)
@@ -418,7 +436,7 @@ func TestWizardWholeFlow(t *testing.T) {
 				t.Errorf("bad host message %q", imap.hostErr.Text)
 			}
 			imap.host.SetText("imap.sante.example")
-			imap.port.SetText("993")
+			imap.port.SetText("143")
 			if z.next.Disabled() {
 				t.Fatal("Next disabled with valid servers")
 			}
@@ -468,8 +486,8 @@ func TestWizardWholeFlow(t *testing.T) {
 				t.Fatalf("store got an invalid profile: %v", err)
 			}
 			wantP := &profile.Profile{Version: profile.Version, Name: "alice@sante.example", Address: "alice@sante.example",
-				IMAP:  profile.Server{Host: "imap.sante.example", Port: 993, Security: profile.Implicit},
-				SMTP:  profile.Server{Host: "smtp.sante.example", Port: 465, Security: profile.Implicit},
+				IMAP:  profile.Server{Host: "imap.sante.example", Port: 143, Security: profile.StartTLS},
+				SMTP:  profile.Server{Host: "smtp.sante.example", Port: 587, Security: profile.StartTLS},
 				Login: profile.LoginAuto, TLSPolicy: profile.PolicyMSSante, CertSHA256: z.d.CertSHA256}
 			if fmt.Sprintf("%+v", *p) != fmt.Sprintf("%+v", *wantP) {
 				t.Errorf("saved\n%+v\nwant\n%+v", *p, *wantP)
@@ -515,6 +533,64 @@ func TestWizardAutoconfig(t *testing.T) {
 		if z.servers.srv[0].host.Text != "mx.clinic.example" || z.servers.srv[1].host.Text != "out.clinic.example" ||
 			z.servers.srv[1].port.Text != "587" || z.servers.srv[1].security.SelectedIndex() != 1 || z.next.Disabled() {
 			t.Errorf("servers not filled from autoconfig: %q %q:%q", z.servers.srv[0].host.Text, z.servers.srv[1].host.Text, z.servers.srv[1].port.Text)
+		}
+	})
+
+	// Issue 13 item 4: DNS SRV answers are not authenticated; a server outside the mail domain is used only once
+	// the person confirmed it, with both names shown.
+	t.Run("SRV outside the domain needs confirmation", func(t *testing.T) {
+		for _, lang := range words.Langs {
+			r := newRig(t, lang, oneCard(t), nil)
+			r.mail.discover = func(context.Context, string) (*autoconfig.Result, error) {
+				return &autoconfig.Result{Domain: "clinic.example", Source: autoconfig.SourceSRV, Target: "clinic.example",
+					IMAP: []autoconfig.Server{{Host: "mail.elsewhere.example", Port: 993, Security: autoconfig.Implicit, OutsideDomain: true}},
+					SMTP: []autoconfig.Server{{Host: "smtp.clinic.example", Port: 587, Security: autoconfig.StartTLS}},
+				}, nil
+			}
+			toProvider(t, r)
+			auto(r.z)
+			r.settle()
+			z := r.z
+			data := map[string]any{"Domain": "clinic.example", "Hosts": "mail.elsewhere.example"}
+			r.wantShown(t, words.T(lang, "wizard.discover.outside", data), words.T(lang, "wizard.discover.confirm", data))
+			if !z.next.Disabled() {
+				t.Fatal("Next enabled before the outside server was confirmed")
+			}
+			press(r.win.Canvas(), fyne.KeyReturn)
+			r.wantPage(t, pageProvider)
+			test.Tap(z.provider.confirm)
+			if z.next.Disabled() {
+				t.Fatal("Next disabled after the confirmation")
+			}
+			test.Tap(z.next)
+			if z.servers.srv[0].host.Text != "mail.elsewhere.example" {
+				t.Errorf("IMAP host %q", z.servers.srv[0].host.Text)
+			}
+			// Another choice takes the question away; searching again asks again.
+			test.Tap(z.back)
+			z.provider.list.SetSelectedIndex(slices.Index(z.provider.choices, choiceManual))
+			if z.provider.confirm.Visible() || z.provider.outside.Visible() || z.next.Disabled() {
+				t.Error("the confirmation outlived the choice it was for")
+			}
+			auto(z)
+			r.settle()
+			if !z.provider.confirm.Visible() || z.provider.confirm.Checked || !z.next.Disabled() {
+				t.Error("a new search did not ask again")
+			}
+		}
+	})
+
+	t.Run("SRV inside the domain is used as found", func(t *testing.T) {
+		r := newRig(t, words.French, oneCard(t), nil)
+		r.mail.discover = func(context.Context, string) (*autoconfig.Result, error) {
+			return &autoconfig.Result{Domain: "clinic.example", Source: autoconfig.SourceSRV, Target: "clinic.example",
+				IMAP: []autoconfig.Server{{Host: "imap.clinic.example", Port: 993, Security: autoconfig.Implicit}}}, nil
+		}
+		toProvider(t, r)
+		auto(r.z)
+		r.settle()
+		if r.z.provider.confirm.Visible() || r.z.next.Disabled() {
+			t.Error("a server inside the domain needs no confirmation")
 		}
 	})
 
@@ -672,7 +748,8 @@ func TestWizardFailedTestDetailsAndSaveAnyway(t *testing.T) {
 			if got := r.mail.protocols(); !slices.Equal(got, []string{diagnosis.ProtocolIMAP}) {
 				t.Errorf("checked %v: SMTP must not run after IMAP failed", got)
 			}
-			r.wantShown(t, words.Message(lang, diagnosis.ServerCertUntrusted), words.Remedy(lang, diagnosis.ServerCertUntrusted))
+			r.wantShown(t, words.Message(lang, diagnosis.ServerCertUntrusted), words.Remedy(lang, diagnosis.ServerCertUntrusted),
+				words.T(lang, "wizard.test.guessed", map[string]any{"Hosts": "imap.sante.example, smtp.sante.example"}))
 			test.AssertRendersToMarkup(t, fmt.Sprintf("wizard_5_test_failed_%s.xml", lang), c)
 			if c.Focused() != z.check.detail {
 				t.Errorf("focus %T, want Details", c.Focused())

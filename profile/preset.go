@@ -10,31 +10,37 @@ const (
 )
 
 // Preset is a template for a new profile: everything but the address and the server host names, which come from
-// autoconfiguration or are guessed by FromPreset.
+// autoconfiguration, from the person, or are guessed by FromPreset.
 type Preset struct {
 	ID        PresetID
 	TLSPolicy TLSPolicy
 	Login     Login
 	// IMAP and SMTP carry port and security; Host is empty.
 	IMAP, SMTP Server
+	// Alternative is the other security mode the provider's specification allows for both servers, on their
+	// StandardPort ("" for none): a client offers it, it does not choose it.
+	Alternative Security
 }
 
 // Presets returns the built-in presets, health messaging first. The slice is a fresh copy.
 //
-//   - health messaging: TLS policy mssante, IMAP 993 implicit TLS, SMTP 465 implicit TLS, login auto (SASL EXTERNAL
-//     when offered, else the operator's LOGIN/PLAIN);
+//   - health messaging: the base of the MSSanté client specification (ANS, « Référentiel #2 – Clients de
+//     messageries sécurisées de santé »): STARTTLS on IMAP 143 and submission 587, with implicit TLS (993, 465)
+//     as the alternative some operators use; TLS policy mssante; login auto (SASL EXTERNAL when offered, else the
+//     operator's LOGIN/PLAIN);
 //   - generic: TLS policy default, IMAP 993 implicit TLS, SMTP 587 STARTTLS, login auto.
 func Presets() []Preset {
 	return []Preset{
 		{
 			ID: PresetHealth, TLSPolicy: PolicyMSSante, Login: LoginAuto,
-			IMAP: Server{Port: 993, Security: Implicit},
-			SMTP: Server{Port: 465, Security: Implicit},
+			IMAP:        Server{Port: StandardPort(ProtocolIMAP, StartTLS), Security: StartTLS},
+			SMTP:        Server{Port: StandardPort(ProtocolSMTP, StartTLS), Security: StartTLS},
+			Alternative: Implicit,
 		},
 		{
 			ID: PresetGeneric, TLSPolicy: PolicyDefault, Login: LoginAuto,
-			IMAP: Server{Port: 993, Security: Implicit},
-			SMTP: Server{Port: 587, Security: StartTLS},
+			IMAP: Server{Port: StandardPort(ProtocolIMAP, Implicit), Security: Implicit},
+			SMTP: Server{Port: StandardPort(ProtocolSMTP, StartTLS), Security: StartTLS},
 		},
 	}
 }
@@ -49,24 +55,33 @@ func PresetByID(id PresetID) (Preset, bool) {
 	return Preset{}, false
 }
 
-// FromPreset returns a valid profile for address built from preset: the server host names are guessed as
-// imap.<domain> and smtp.<domain> (the caller replaces them with what autoconfig finds), Name is
-// SuggestName(address). Errors: *ValidationError (field "address", reasons missing / bad_address; or any field
-// when preset itself is incomplete).
+// GuessHost is the host name FromPreset guesses for protocol (ProtocolIMAP or ProtocolSMTP) from address:
+// "<protocol>.<domain>", or "" when address is not local@domain. Operators publish their own host names: a guess
+// must be shown as a guess to check, never as a known setting.
+func GuessHost(protocol, address string) string {
+	if _, domain, ok := SplitAddress(address); ok {
+		return protocol + "." + domain
+	}
+	return ""
+}
+
+// FromPreset returns a valid profile for address built from preset: the server host names are guesses
+// (GuessHost: imap.<domain> and smtp.<domain>) that the caller replaces with what autoconfig finds or shows as
+// guesses; Name is SuggestName(address). Errors: *ValidationError (field "address", reasons missing / bad_address;
+// or any field when preset itself is incomplete).
 func FromPreset(preset Preset, address string) (*Profile, error) {
 	if address == "" {
 		return nil, &ValidationError{Field: "address", Reason: ReasonMissing}
 	}
-	_, domain, ok := SplitAddress(address)
-	if !ok {
+	if _, _, ok := SplitAddress(address); !ok {
 		return nil, &ValidationError{Field: "address", Reason: ReasonBadAddress}
 	}
 	p := &Profile{
 		Version:   Version,
 		Name:      SuggestName(address),
 		Address:   address,
-		IMAP:      Server{Host: "imap." + domain, Port: preset.IMAP.Port, Security: preset.IMAP.Security},
-		SMTP:      Server{Host: "smtp." + domain, Port: preset.SMTP.Port, Security: preset.SMTP.Security},
+		IMAP:      Server{Host: GuessHost(ProtocolIMAP, address), Port: preset.IMAP.Port, Security: preset.IMAP.Security},
+		SMTP:      Server{Host: GuessHost(ProtocolSMTP, address), Port: preset.SMTP.Port, Security: preset.SMTP.Security},
 		Login:     preset.Login,
 		TLSPolicy: preset.TLSPolicy,
 	}

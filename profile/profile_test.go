@@ -211,7 +211,9 @@ func TestPresets(t *testing.T) {
 	}
 	ps[0].IMAP.Port = 1 // a copy: must not change the next call
 	health, ok := PresetByID(PresetHealth)
-	if !ok || health.IMAP.Port != 993 {
+	// Issue 13 item 4: the MSSanté client specification's base is STARTTLS on 143 and 587, implicit TLS the
+	// alternative.
+	if !ok || health.IMAP.Port != 143 || health.Alternative != Implicit {
 		t.Fatalf("PresetByID(health) = %+v %v", health, ok)
 	}
 	cases := []struct {
@@ -219,7 +221,7 @@ func TestPresets(t *testing.T) {
 		want   Profile
 	}{
 		{health, Profile{Version: 1, Name: "dr@mssante.example.fr", Address: "dr@mssante.example.fr",
-			IMAP: Server{"imap.mssante.example.fr", 993, Implicit}, SMTP: Server{"smtp.mssante.example.fr", 465, Implicit},
+			IMAP: Server{"imap.mssante.example.fr", 143, StartTLS}, SMTP: Server{"smtp.mssante.example.fr", 587, StartTLS},
 			Login: LoginAuto, TLSPolicy: PolicyMSSante}},
 		{Presets()[1], Profile{Version: 1, Name: "dr@mssante.example.fr", Address: "dr@mssante.example.fr",
 			IMAP: Server{"imap.mssante.example.fr", 993, Implicit}, SMTP: Server{"smtp.mssante.example.fr", 587, StartTLS},
@@ -243,6 +245,39 @@ func TestPresets(t *testing.T) {
 	}
 	if _, err := FromPreset(Preset{ID: "broken"}, "a@example.org"); err == nil {
 		t.Error("FromPreset accepted an empty preset")
+	}
+	if g, n := GuessHost(ProtocolSMTP, "dr@MSSante.example.fr"), GuessHost(ProtocolIMAP, "nobody"); g != "smtp.MSSante.example.fr" || n != "" {
+		t.Errorf("GuessHost = %q, %q", g, n)
+	}
+}
+
+func TestStandardPort(t *testing.T) {
+	got := []int{StandardPort(ProtocolIMAP, Implicit), StandardPort(ProtocolIMAP, StartTLS),
+		StandardPort(ProtocolSMTP, Implicit), StandardPort(ProtocolSMTP, StartTLS)}
+	if !reflect.DeepEqual(got, []int{993, 143, 465, 587}) {
+		t.Errorf("standard ports %v", got)
+	}
+}
+
+func TestSameConnection(t *testing.T) {
+	base := &Profile{Version: 1, Name: "a", Address: "a@b.example", IMAP: Server{"i", 993, Implicit},
+		SMTP: Server{"s", 587, StartTLS}, Login: LoginAuto, TLSPolicy: PolicyDefault, CertSHA256: strings.Repeat("AB", 32)}
+	same := base.Clone()
+	same.Name, same.CertSHA256, same.CAFiles = "other name", strings.Repeat("ab", 32), []string{}
+	if !base.SameConnection(same) {
+		t.Error("name, fingerprint case and an empty CA list changed the connection")
+	}
+	for _, change := range []func(*Profile){
+		func(p *Profile) { p.Address = "c@b.example" }, func(p *Profile) { p.IMAP.Port = 143 },
+		func(p *Profile) { p.SMTP.Security = Implicit }, func(p *Profile) { p.Login = LoginPlain },
+		func(p *Profile) { p.TLSPolicy = PolicyMSSante }, func(p *Profile) { p.CAFiles = []string{"/ca.pem"} },
+		func(p *Profile) { p.CertSHA256 = "" }, func(p *Profile) { p.PKCS11Module = "/m.so" },
+	} {
+		other := base.Clone()
+		change(other)
+		if base.SameConnection(other) {
+			t.Errorf("%+v counted as the same connection as %+v", *other, *base)
+		}
 	}
 }
 
