@@ -146,12 +146,13 @@ func (v *accountsView) t(key string, data map[string]any) string { return words.
 // content lays the view out: title, reconnect offer, the list, and the action buttons.
 func (v *accountsView) content() fyne.CanvasObject {
 	title := widget.NewLabelWithStyle(v.t("accounts.title", nil), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	// One row of buttons that fits the default window in French and English (TestViewsFitDefaultSize): it never
+	// scrolls.
 	actions := container.NewHBox(v.add, v.edit, v.del, widget.NewSeparator(), v.open, v.diagnose, v.sendTest)
 	if b := v.bridgeButton(); b != nil {
 		actions.Add(b)
 	}
-	return container.NewBorder(container.NewVBox(title, v.reconBar, v.info), container.NewHScroll(actions),
-		nil, nil, v.list)
+	return container.NewBorder(container.NewVBox(title, v.reconBar, v.info), actions, nil, nil, v.list)
 }
 
 // fillRow shows one account: its name, address and status.

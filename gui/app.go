@@ -21,6 +21,14 @@ import (
 // AppID is the application identifier (also in FyneApp.toml).
 const AppID = "fr.cardmail.desktop"
 
+// Default window sizes. Every view fits them in French and in English without cutting a text or a button
+// (TestViewsFitDefaultSize).
+var (
+	mainWindowSize = fyne.NewSize(900, 640)
+	browserSize    = fyne.NewSize(900, 560)
+	pinWindowSize  = fyne.NewSize(500, 340)
+)
+
 // DemoControls lets the demo insert, remove and swap its virtual card from the window.
 type DemoControls interface {
 	Insert(card int) error // 0: Alice's card, 1: Bruno's card
@@ -67,7 +75,7 @@ func newMainWindow(a fyne.App, opt Options) *mainWindow {
 	mw := &mainWindow{app: a, opt: opt, win: a.NewWindow(words.T(opt.Lang, "app.title", nil))}
 	mw.win.SetOnClosed(func() { mw.unsubscribe() })
 	mw.build()
-	mw.win.Resize(fyne.NewSize(900, 640))
+	mw.win.Resize(mainWindowSize)
 	return mw
 }
 

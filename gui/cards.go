@@ -74,25 +74,30 @@ func newCardsView(svc CardService, lang words.Lang) *cardsView {
 	v.progress.Hide()
 	v.health = newHealthView(lang)
 
+	// Readers are a status list, not choices: each row says whether a card is in, under the reader's name (cut
+	// with an ellipsis: real names reach 80 bytes).
 	v.readerList = widget.NewList(
 		func() int { return len(v.readers) },
 		func() fyne.CanvasObject {
-			return container.NewHBox(widget.NewIcon(theme.ComputerIcon()), widget.NewLabel("reader"), widget.NewLabel("state"))
+			name := widget.NewLabel("reader")
+			name.Truncation = fyne.TextTruncateEllipsis
+			state := widget.NewLabel("state")
+			return container.NewBorder(nil, nil, widget.NewIcon(theme.ComputerIcon()), nil, container.NewVBox(name, state))
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if i >= len(v.readers) {
 				return
 			}
 			r := v.readers[i]
-			row := o.(*fyne.Container).Objects
-			state := v.t("reader.card_absent", nil)
-			icon := theme.RadioButtonIcon()
+			lines := o.(*fyne.Container).Objects[0].(*fyne.Container).Objects
+			name, state := lines[0].(*widget.Label), lines[1].(*widget.Label)
+			state.Importance = widget.LowImportance
+			state.SetText(v.t("reader.card_absent", nil))
 			if r.CardPresent {
-				state, icon = v.t("reader.card_present", nil), theme.RadioButtonCheckedIcon()
+				state.Importance = widget.SuccessImportance
+				state.SetText(v.t("reader.card_present", nil))
 			}
-			row[0].(*widget.Icon).SetResource(icon)
-			row[1].(*widget.Label).SetText(r.Name)
-			row[2].(*widget.Label).SetText(state)
+			name.SetText(r.Name)
 		})
 
 	v.certList = widget.NewList(

@@ -22,6 +22,10 @@ import (
 // PageSize is the number of message headers the folder browser shows per page.
 const PageSize = 50
 
+// columnWidths are the widths of the date, sender and subject columns: together they fit the message list of a
+// browser at its default size, so that the list does not scroll sideways (TestViewsFitDefaultSize).
+var columnWidths = [3]float32{130, 180, 300}
+
 // loadTimeout bounds one background load of the folder browser (folders or one page of headers).
 const loadTimeout = 60 * time.Second
 
@@ -87,7 +91,7 @@ func openBrowser(a fyne.App, lang words.Lang, svc MailService, p *profile.Profil
 			onClosed()
 		}
 	})
-	w.Resize(fyne.NewSize(900, 560))
+	w.Resize(browserSize)
 	w.Show()
 	b.refresh()
 	return w, b
@@ -150,9 +154,9 @@ func newFolderBrowser(w fyne.Window, lang words.Lang, svc MailService, p *profil
 			o.(*widget.Label).SetText(b.t(keys[id.Col], nil))
 		}
 	}
-	b.table.SetColumnWidth(0, 140)
-	b.table.SetColumnWidth(1, 200)
-	b.table.SetColumnWidth(2, 320)
+	for i, w := range columnWidths {
+		b.table.SetColumnWidth(i, w)
+	}
 	b.table.OnSelected = func(id widget.TableCellID) {
 		if id.Row >= 0 && id.Row < len(b.headers) {
 			b.reader.open(b.headers[id.Row].Ref(b.selected))

@@ -42,7 +42,7 @@ func (p *PINPrompter) Prompt(ctx context.Context, req session.PINRequest) ([]byt
 		ownClosed := false
 		if p.App != nil {
 			own = p.App.NewWindow(words.T(p.Lang, "pin.title", nil))
-			own.Resize(fyne.NewSize(500, 340))
+			own.Resize(pinWindowSize)
 			own.CenterOnScreen()
 			own.Show()
 			own.RequestFocus()
@@ -110,9 +110,14 @@ func (e *pinEntry) TypedKey(k *fyne.KeyEvent) {
 func showPINDialog(w fyne.Window, lang words.Lang, req session.PINRequest, reply func(pinResult)) *pinDialog {
 	t := func(k string, data map[string]any) string { return words.T(lang, k, data) }
 	d := &pinDialog{reply: reply}
-	rows := []fyne.CanvasObject{widget.NewLabel(t("pin.prompt", map[string]any{"Reader": req.Reader}))}
+	// Real reader names reach 80 bytes: the prompt wraps, and the token label is cut with an ellipsis.
+	prompt := widget.NewLabel(t("pin.prompt", map[string]any{"Reader": req.Reader}))
+	prompt.Wrapping = fyne.TextWrapWord
+	rows := []fyne.CanvasObject{prompt}
 	if req.TokenLabel != "" {
-		rows = append(rows, widget.NewLabelWithStyle(req.TokenLabel, fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
+		token := widget.NewLabelWithStyle(req.TokenLabel, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+		token.Truncation = fyne.TextTruncateEllipsis
+		rows = append(rows, token)
 	}
 	if req.TriesLeft >= 0 {
 		rows = append(rows, widget.NewLabel(t("pin.tries_left", map[string]any{"Tries": req.TriesLeft})))

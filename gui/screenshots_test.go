@@ -22,7 +22,8 @@ import (
 // TestScreenshots renders the screens that are hard to reach by clicks in the real app (the wizard's steps, the
 // picker, the folder browser with a full mailbox) with the software painter and the default theme, and checks that
 // each image shows something. With CARDMAIL_SCREENSHOTS=dir (scripts/screenshots.sh) the PNGs are written there as
-// "headless-*.png"; otherwise into a temporary directory.
+// "headless-*.png"; otherwise into a temporary directory. The screens are in French unless CARDMAIL_LANG says
+// otherwise.
 func TestScreenshots(t *testing.T) {
 	dir := os.Getenv("CARDMAIL_SCREENSHOTS")
 	if dir == "" {
@@ -31,7 +32,11 @@ func TestScreenshots(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lang := words.English
+	// French first (the app's main users); CARDMAIL_LANG=en gives the English set.
+	lang := words.French
+	if os.Getenv("CARDMAIL_LANG") != "" {
+		lang = words.Detect()
+	}
 	a := newSerialApp(t)
 	a.Settings().SetTheme(theme.DefaultTheme())
 	save := func(name string, c fyne.Canvas) {
