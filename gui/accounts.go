@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -45,8 +44,8 @@ type accountStatus struct {
 }
 
 // accountsView lists the saved accounts with their status, and runs the account operations (add, edit, delete, open
-// mailbox, diagnose, send a test message). All fields except mu/seq are touched on the UI goroutine only; store and
-// mail calls run in goroutines that hand results over with fyne.Do.
+// mailbox, diagnose, send a test message). Its fields are touched on the UI goroutine only; store and mail calls run
+// in goroutines that hand results over with fyne.Do.
 type accountsView struct {
 	life
 	app   fyne.App
@@ -75,8 +74,7 @@ type accountsView struct {
 	bridges   *bridgeHub     // nil without a BridgeService (gui/bridge.go)
 	bridgeBtn *widget.Button // the Bridge action, made by bridgeButton
 
-	mu  sync.Mutex // guards seq
-	seq int
+	listing *job // reading the saved accounts
 }
 
 // browserWindow is an open folder browser.
@@ -124,6 +122,7 @@ func newAccountsView(a fyne.App, w fyne.Window, lang words.Lang, store AccountSt
 	v.reconnect.Importance = widget.HighImportance
 	v.reconBar = container.NewBorder(nil, nil, nil, v.reconnect, widget.NewLabel(v.t("accounts.reconnect_offer", nil)))
 	v.reconBar.Hide()
+	v.listing = &job{life: &v.life, timeout: opTimeout}
 	v.updateButtons()
 	return v
 }
@@ -229,24 +228,14 @@ func (v *accountsView) updateButtons() {
 	}
 }
 
-// reload reads the saved accounts in the background and shows them; a newer reload supersedes an older one. Safe to
-// call from any goroutine.
+// reload reads the saved accounts in the background and shows them; a newer reload supersedes an older one. UI
+// goroutine.
 func (v *accountsView) reload() {
-	v.mu.Lock()
-	v.seq++
-	seq := v.seq
-	v.mu.Unlock()
-	go func() {
-		es, err := v.store.List()
-		v.do(func() {
-			v.mu.Lock()
-			latest := seq == v.seq
-			v.mu.Unlock()
-			if latest {
-				v.applyList(es, err)
-			}
-		})
-	}()
+	store := v.store
+	v.listing.start(func(_ context.Context, r run) {
+		es, err := store.List()
+		r.end(func() { v.applyList(es, err) })
+	})
 }
 
 // applyList shows a list of entries, keeping the selection by name. UI goroutine.

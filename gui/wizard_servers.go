@@ -54,10 +54,7 @@ func (p *serversPage) server(i int) *profile.Server {
 
 func (p *serversPage) build() fyne.CanvasObject {
 	z := p.z
-	secLabels := make([]string, len(securities))
-	for i, s := range securities {
-		secLabels[i] = z.t("wizard.security."+string(s), nil)
-	}
+	secLabels := labelsOf(z, "wizard.security.", securities)
 	form := widget.NewForm()
 	for i, proto := range []string{profile.ProtocolIMAP, profile.ProtocolSMTP} {
 		f, s := &p.srv[i], p.server(i)
@@ -94,21 +91,13 @@ func (p *serversPage) build() fyne.CanvasObject {
 		form.Append(z.t("wizard.servers.security", nil), f.security)
 		form.Append(z.t("wizard.servers.port", nil), container.NewVBox(f.port, f.portErr))
 	}
-	loginLabels := make([]string, len(logins))
-	for i, l := range logins {
-		loginLabels[i] = z.t("wizard.login."+string(l), nil)
-	}
-	p.login = newKeySelect(z.keys, z.t("wizard.choose", nil), loginLabels, func(string) {
+	p.login = newKeySelect(z.keys, z.t("wizard.choose", nil), labelsOf(z, "wizard.login.", logins), func(string) {
 		if i := p.login.SelectedIndex(); i >= 0 {
 			z.d.Login = logins[i]
 		}
 		z.update()
 	})
-	policyLabels := make([]string, len(policies))
-	for i, pol := range policies {
-		policyLabels[i] = z.t("wizard.policy."+string(pol), nil)
-	}
-	p.policy = newKeySelect(z.keys, z.t("wizard.choose", nil), policyLabels, func(string) {
+	p.policy = newKeySelect(z.keys, z.t("wizard.choose", nil), labelsOf(z, "wizard.policy.", policies), func(string) {
 		if i := p.policy.SelectedIndex(); i >= 0 {
 			z.d.TLSPolicy = policies[i]
 		}
@@ -121,6 +110,15 @@ func (p *serversPage) build() fyne.CanvasObject {
 	form.Append(z.t("wizard.servers.ca_files", nil), container.NewVBox(p.caBox, container.NewHBox(p.caAdd)))
 	p.err = errorLabel()
 	return container.NewVScroll(container.NewVBox(form, p.err))
+}
+
+// labelsOf returns the words "<prefix><value>" of each value, in order (the options of a list).
+func labelsOf[T ~string](z *wizard, prefix string, values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = z.t(prefix+string(v), nil)
+	}
+	return out
 }
 
 func (p *serversPage) enter()                {}

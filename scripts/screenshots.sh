@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make screenshots: PNGs of CardMail's screens in docs/screenshots/.
 #   real-*.png      the real app (`cardmail demo`: pcscd, the virtual card) under Xvfb, driven with xdotool: main
-#                   window, PIN dialog, failed diagnosis (the demo account points at a closed port on 127.0.0.1)
+#                   window, PIN dialog, folder browser, an open message, failed diagnosis (the second account points
+#                   at a plain HTTP listener on 127.0.0.1)
 #   headless-*.png  the same code rendered by Fyne's software painter (go test -run TestScreenshots ./gui): main
 #                   window with accounts, folder browser with a full mailbox, picker, PIN dialog, every wizard
 #                   step, a failed diagnosis, the Bridge panel (headless-bridge-{en,fr}.png) — screens that need a
@@ -44,7 +45,14 @@ export DISPLAY=":$(head -1 "$work/display")"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server --bind 127.0.0.1 "$port" >"$work/http.log" 2>&1 &
 pids+=($!)
-export XDG_CONFIG_HOME="$work/config" XDG_CACHE_HOME="$work/cache" CARDMAIL_LANG="${CARDMAIL_LANG:-en}"
+# French first (the app's main users): CARDMAIL_LANG=en gives the English set. The click positions below are the
+# centres of the buttons in each language's layout at the default window size (900x640, the size
+# TestViewsFitDefaultSize checks).
+export XDG_CONFIG_HOME="$work/config" XDG_CACHE_HOME="$work/cache" CARDMAIL_LANG="${CARDMAIL_LANG:-fr}"
+case "$CARDMAIL_LANG" in
+  en*) open_x=310 diag_x=435 pin_title='Card PIN' box_title='Mailbox' ;;
+  *)   open_x=397 diag_x=542 pin_title='Code porteur' box_title='Boîte aux lettres' ;;
+esac
 mkdir -p "$XDG_CACHE_HOME/cardmail-demo/profiles"
 cat > "$XDG_CACHE_HOME/cardmail-demo/profiles/wrong-port.json" <<'JSON'
 {
@@ -77,20 +85,22 @@ shot() { # shot NAME [DELAY [SIZE]]: the screen (windows stack at 0,0), cropped 
   shot main-window 3
   xdotool mousemove 120 110 click 1            # the demo account
   shot main-window-selected 1
-  xdotool mousemove 367 327 click 1           # Open mailbox: logs in with the card, asks for the PIN
-  pw=$(xdotool search --sync --onlyvisible --name '^Card PIN$' | head -1)
+  xdotool mousemove "$open_x" 327 click 1     # Open mailbox: logs in with the card, asks for the PIN
+  pw=$(xdotool search --sync --onlyvisible --name "^$pin_title\$" | head -1)
   xdotool windowmove "$pw" 0 0
   shot pin-dialog 2 500x340
   xdotool windowactivate --sync "$pw" 2>/dev/null || true
   xdotool type --delay 50 123456               # the demo card's PIN (bench.DefaultPIN)
   xdotool key Return
   sleep 4
-  fw=$(xdotool search --onlyvisible --name '^Mailbox — ' | head -1 || true)
+  fw=$(xdotool search --onlyvisible --name "^$box_title — " | head -1 || true)
   [ -n "$fw" ] && xdotool windowmove "$fw" 0 0 windowsize "$fw" 900 560
   shot folder-browser 2 900x560
+  xdotool mousemove 650 97 click 1             # the newest message opens under the list
+  shot message 2 900x560
   [ -n "$fw" ] && xdotool windowmove "$fw" 1400 0   # no window manager under Xvfb: move it off-screen
   xdotool mousemove 120 190 click 1            # the wrong-port account
-  xdotool mousemove 495 327 click 1            # Diagnose: fails with wrong_security_mode
+  xdotool mousemove "$diag_x" 327 click 1     # Diagnose: fails with wrong_security_mode
   shot diagnosis-failed 6
 ) 9>"${TMPDIR:-/tmp}/cardmail-bench.lock"
 
