@@ -175,7 +175,7 @@ func wantFits(t *testing.T, view string, c fyne.Canvas) {
 
 // Issue 13 item 8: at the default window size, in French and in English, no view cuts a text or a button and no
 // button row scrolls: the main window (readers with 80-byte names, accounts in every state, the reconnect offer,
-// the demo bar), the folder browser with a message open, each page of the wizard, the diagnostics, the certificate
+// the Bridge button, the demo bar), the folder browser with a message open, each page of the wizard, the diagnostics, the certificate
 // picker, the PIN window, the settings and about dialogs.
 func TestViewsFitDefaultSize(t *testing.T) {
 	old := time.Local
@@ -191,7 +191,8 @@ func TestViewsFitDefaultSize(t *testing.T) {
 			cards.certs = append(cards.certs, testCert(t, "Dr Alice Martin (ancienne carte)",
 				time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC), nil))
 			m := &acctMail{folders: testFolders(), headers: map[string]int{"INBOX": 120}}
-			mw := newMainWindow(a, Options{Cards: cards, Lang: lang, Store: testStore(t), Mail: m, Demo: demoControls{}})
+			mw := newMainWindow(a, Options{Cards: cards, Lang: lang, Store: testStore(t), Mail: m, Demo: demoControls{},
+				Bridges: newFakeBridges()})
 			waitUI(t, "main window", func() bool {
 				return mw.accounts.list.Length() == 3 && mw.cards.certList.Length() == 2 && mw.cards.readerList.Length() == 3
 			})
