@@ -235,25 +235,32 @@ func TestViewsFitDefaultSize(t *testing.T) {
 			z.show()
 			test.Type(z.address.entry, "dr.alice.martin-dupont@")
 			wantFits(t, "wizard: address", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: address", mw.win.Canvas(), 720)
 			test.Type(z.address.entry, "sante.example")
 			test.Tap(z.next)
 			z.provider.list.SetSelectedIndex(slices.Index(z.provider.choices, choiceAuto))
 			waitUI(t, "discovery", func() bool { return !z.provider.discover.busy() })
 			wantFits(t, "wizard: provider (SRV outside the domain)", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: provider (SRV outside the domain)", mw.win.Canvas(), 720)
 			z.provider.list.SetSelectedIndex(0)
 			wantFits(t, "wizard: provider (health messaging)", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: provider (health messaging)", mw.win.Canvas(), 720)
 			test.Tap(z.next)
 			z.servers.srv[1].port.SetText("x")
 			wantFits(t, "wizard: servers", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: servers", mw.win.Canvas(), 720)
 			z.servers.srv[1].port.SetText("587")
 			test.Tap(z.next)
 			waitUI(t, "certificates", func() bool { return !z.cert.load.busy() })
 			wantFits(t, "wizard: certificate", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: certificate", mw.win.Canvas(), 720)
 			test.Tap(z.next)
 			waitUI(t, "test", func() bool { return !z.check.run.busy() })
 			wantFits(t, "wizard: test", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: test", mw.win.Canvas(), 720)
 			test.Tap(z.next)
 			wantFits(t, "wizard: save", mw.win.Canvas())
+			wantDialogWithin(t, "wizard: save", mw.win.Canvas(), 720)
 			z.close()
 
 			// Diagnostics, certificate picker, settings, about over the main window.
@@ -279,6 +286,16 @@ func TestViewsFitDefaultSize(t *testing.T) {
 			wantFits(t, "PIN window", pw.Canvas())
 			d.cancel()
 		})
+	}
+}
+
+// wantDialogWithin fails when the top dialog on c needs more than width px (the width its view asks for).
+func wantDialogWithin(t *testing.T, view string, c fyne.Canvas, width float32) {
+	t.Helper()
+	if top := c.Overlays().Top(); top == nil {
+		t.Errorf("%s: no dialog", view)
+	} else if w := top.MinSize().Width; w > width {
+		t.Errorf("%s: the dialog needs %.0f px, more than its %.0f", view, w, width)
 	}
 }
 

@@ -33,8 +33,8 @@ type providerPage struct {
 	bar      *widget.ProgressBarInfinite
 	stop     *keyButton
 	discover *job
-	// outside warns that DNS SRV records point outside the mail domain (both names shown); confirm must then be
-	// ticked before going on.
+	// outside warns that DNS SRV records point outside the mail domain (both names shown, in a label that wraps
+	// however long they are); confirm must then be ticked before going on.
 	outside *widget.Label
 	confirm *keyCheck
 }
