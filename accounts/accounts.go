@@ -21,7 +21,6 @@ import (
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
-	"github.com/cardmail/cardmail/words"
 )
 
 // Service runs the account operations of the app. Create it with New; it is safe for concurrent use.
@@ -127,14 +126,14 @@ func (s *Service) policy(name string, caFiles []string) (*tlspolicy.Policy, erro
 }
 
 // Check runs the diagnosis ladder for a profile's IMAP (protocol "imap") or SMTP ("smtp") side. progress, when not
-// nil, is called after each step (from the diagnosis goroutine). It never returns nil.
-func (s *Service) Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang,
-	progress func(diagnosis.Step)) *diagnosis.Report {
+// nil, is called after each step (from the diagnosis goroutine). It never returns nil. The report carries a code and
+// technical facts; its words are the caller's (see diagnosis.Report).
+func (s *Service) Check(ctx context.Context, p *profile.Profile, protocol string, progress func(diagnosis.Step)) *diagnosis.Report {
 	a, err := s.Account(p)
 	if err != nil {
-		return diagnosis.Failed(diagnosis.StepDNS, fmt.Errorf("account %q: %w", p.Name, err), lang)
+		return diagnosis.Failed(diagnosis.StepDNS, fmt.Errorf("account %q: %w", p.Name, err))
 	}
-	return diagnosis.Run(ctx, s.sessions, diagnosis.Target{Account: a, Protocol: protocol, OnStep: progress}, lang)
+	return diagnosis.Run(ctx, s.sessions, diagnosis.Target{Account: a, Protocol: protocol, OnStep: progress})
 }
 
 // Folders lists the folders of a profile's mailbox on the pooled connection (one card login per card session).

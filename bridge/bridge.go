@@ -457,13 +457,8 @@ func (b *Bridge) setRelayed(delta int) {
 	b.mu.Unlock()
 }
 
-// classify names the diagnosis code of an upstream or card error.
-func classify(err error) diagnosis.Code {
-	if c := diagnosis.OfCardError(err); c != diagnosis.Internal {
-		return c
-	}
-	return diagnosis.Classify(err, diagnosis.Facts{CardLogin: true})
-}
+// classify names the diagnosis code of an upstream or card error (the facts come from the error).
+func classify(err error) diagnosis.Code { return diagnosis.Classify(err, diagnosis.Facts{}) }
 
 // refusedByCard reports codes that are about the card rather than the server (they make login_refused events).
 func refusedByCard(c diagnosis.Code) bool {

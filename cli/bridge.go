@@ -71,20 +71,20 @@ func runBridge(ctx context.Context, env Env, args []string) int {
 	}
 	store, err := bridge.DefaultStore()
 	if err != nil {
-		return fail(env, tf.asJSON, diagnosis.Internal, err)
+		return fail(env, tf.asJSON, err)
 	}
 	password, err := store.Password(acct.Address)
 	if err != nil {
-		return fail(env, tf.asJSON, diagnosis.Internal, err)
+		return fail(env, tf.asJSON, err)
 	}
 	tlsCfg, certFile, err := store.LoopbackTLS()
 	if err != nil {
-		return fail(env, tf.asJSON, diagnosis.Internal, err)
+		return fail(env, tf.asJSON, err)
 	}
 	c := startCards(ctx, env, tf.module)
 	defer c.stop()
 	if acct.Cert, err = tf.selection(ctx, c.m, acct.Cert); err != nil {
-		return fail(env, tf.asJSON, diagnosis.Classify(err, diagnosis.Facts{}), err)
+		return fail(env, tf.asJSON, err)
 	}
 	out := &bridgeOutput{w: env.Stdout, lang: env.Lang, json: tf.asJSON}
 	b, err := bridge.Start(bridge.Config{Account: acct, Dialer: &mail.Dialer{Sessions: c.m, Timeout: tf.timeout},
@@ -98,12 +98,12 @@ func runBridge(ctx context.Context, env Env, args []string) int {
 		case errors.As(err, &le) && errors.Is(err, bridge.ErrPortInUse):
 			msg := words.T(env.Lang, "cli.bridge.port_in_use", map[string]any{"Addr": le.Addr})
 			if tf.asJSON {
-				_ = json.NewEncoder(env.Stdout).Encode(failure{Code: "port_in_use", Message: msg, Detail: err.Error()})
+				_ = json.NewEncoder(env.Stdout).Encode(outcome{Code: "port_in_use", Message: msg, Detail: err.Error()})
 			}
 			fmt.Fprintln(env.Stderr, msg)
 			return ExitFailure
 		}
-		return fail(env, tf.asJSON, diagnosis.Internal, err)
+		return fail(env, tf.asJSON, err)
 	}
 	out.ready(bridgeReady{Event: "ready", IMAP: b.IMAPAddr(), SMTP: b.SMTPAddr(), User: b.User(), Password: password,
 		LoopbackCert: certFile})

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/token"
 	"github.com/cardmail/cardmail/words"
 )
@@ -87,11 +86,11 @@ func runCerts(ctx context.Context, env Env, args []string) int {
 	defer cancel()
 	mod, err := token.ResolveModule(*module)
 	if err != nil {
-		return fail(env, *asJSON, diagnosis.ModuleNotFound, err)
+		return fail(env, *asJSON, err)
 	}
 	out, err := listTokens(ctx, env.Lang, mod.Path)
 	if err != nil {
-		return fail(env, *asJSON, diagnosis.OfCardError(err), err)
+		return fail(env, *asJSON, err)
 	}
 	if *asJSON {
 		_ = writeJSON(env.Stdout, out)

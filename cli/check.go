@@ -38,7 +38,7 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 			break
 		}
 		for _, t := range targets {
-			rep := checkOnce(ctx, c, tf, acct, t, env)
+			rep := explainReport(env.Lang, checkOnce(ctx, c, tf, acct, t))
 			if !rep.OK {
 				status = ExitFailure
 			}
@@ -61,12 +61,12 @@ func pinRefused(c diagnosis.Code) bool {
 }
 
 // checkOnce resolves the certificate selection and runs the ladder once.
-func checkOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, t diagnosis.Target, env Env) *diagnosis.Report {
+func checkOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, t diagnosis.Target) *diagnosis.Report {
 	sel, err := tf.selection(ctx, c.m, acct.Cert)
 	if err != nil {
-		return diagnosis.Failed(diagnosis.StepClientCert, err, env.Lang)
+		return diagnosis.Failed(diagnosis.StepClientCert, err)
 	}
 	acct.Cert = sel
 	t.Account, t.Timeout = acct, tf.timeout
-	return diagnosis.Run(ctx, c.m, t, env.Lang)
+	return diagnosis.Run(ctx, c.m, t)
 }

@@ -44,11 +44,23 @@ func TestTargetUsageErrors(t *testing.T) {
 		{[]string{"send-test", "--smtp", "127.0.0.1:465", "--user", "a@b.test"}, "--to"},
 		{[]string{"send-test", "--imap", "127.0.0.1:993", "--to", "a@b.test"}, "--smtp"},
 		{[]string{"send-test", "--smtp", "127.0.0.1:465", "--to", "a@b.test"}, "--user"},
+		// with --profile, the flags are validated as without (issue 13: "--repeat 0" used to print nothing, exit 0)
+		{[]string{"check", "--profile", "x", "--repeat", "0"}, "--repeat"},
+		{[]string{"folders", "--profile", "x", "--repeat", "-3"}, "--repeat"},
+		{[]string{"check", "--profile", "x", "--interval", "-1s"}, "--interval"},
+		{[]string{"check", "--profile", "x", "--timeout", "0s"}, "--timeout"},
+		{[]string{"send-test", "--profile", "x", "--timeout", "-1s", "--to", "a@b.test"}, "--timeout"},
+		{[]string{"check", "--profile", "x", "--auth", "kerberos"}, "--auth"},
+		{[]string{"check", "--profile", "x", "--tls-policy", "lax"}, "--tls-policy"},
+		{[]string{"check", "--profile", "x", "--auth", "plain"}, "cannot be combined with --auth"},
+		{[]string{"check", "--profile", "x", "--tls-policy", "default"}, "cannot be combined with --tls-policy"},
+		{[]string{"check", "--profile", "x", "--ca", "/etc/hostname"}, "cannot be combined with --ca"},
+		{[]string{"check", "--imap", "127.0.0.1:993", "--timeout", "0s"}, "--timeout"},
 	}
 	for _, c := range cases {
-		st, _, stderr := runCLI(t, c.args...)
-		if st != ExitUsage || !strings.Contains(stderr, c.want) {
-			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.args, st, stderr, ExitUsage, c.want)
+		st, stdout, stderr := runCLI(t, c.args...)
+		if st != ExitUsage || !strings.Contains(stderr, c.want) || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %d and %q", c.args, st, stdout, stderr, ExitUsage, c.want)
 		}
 	}
 }

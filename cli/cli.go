@@ -13,7 +13,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -103,22 +102,13 @@ func parse(fs *flag.FlagSet, args []string) (status int, ok bool) {
 	return 0, true
 }
 
-// failure is the JSON shape of a diagnosed failure outside `check`.
-type failure struct {
-	OK      bool           `json:"ok"`
-	Code    diagnosis.Code `json:"code"`
-	Message string         `json:"message"`
-	Remedy  string         `json:"remedy"`
-	Detail  string         `json:"detail"`
-}
-
 // fail reports err with its diagnosis code in plain words (or as JSON) and returns ExitFailure.
-func fail(env Env, asJSON bool, code diagnosis.Code, err error) int {
-	f := failure{Code: code, Message: words.Message(env.Lang, code), Remedy: words.Remedy(env.Lang, code), Detail: err.Error()}
+func fail(env Env, asJSON bool, err error) int {
+	o := outcomeOf(env.Lang, err)
 	if asJSON {
-		_ = json.NewEncoder(env.Stdout).Encode(f)
+		_ = json.NewEncoder(env.Stdout).Encode(o)
 	} else {
-		fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %v)\n", f.Message, f.Remedy, code, err)
+		o.print(env.Stderr)
 	}
 	return ExitFailure
 }

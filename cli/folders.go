@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/mail"
-	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -24,17 +22,13 @@ type folderJSON struct {
 
 // foldersJSON is one line of `cardmail folders --json`.
 type foldersJSON struct {
-	OK      bool           `json:"ok"`
-	Code    diagnosis.Code `json:"code"`
-	Message string         `json:"message"`
-	Remedy  string         `json:"remedy"`
-	Detail  string         `json:"detail,omitempty"`
-	Folders []folderJSON   `json:"folders"`
+	outcome
+	Folders []folderJSON `json:"folders"`
 }
 
 // runFolders is `cardmail folders [target flags] [--json] [--repeat N --interval D]`: the production IMAP connection
 // (package mail) logs in with the card and lists folders with message and unseen counts. Failures are classified
-// with the facts the connection recorded (diagnosis.Classify). Exit 0, 1 on any failed round, 2 for usage.
+// with the facts the connection's error carries (diagnosis.Classify). Exit 0, 1 on any failed round, 2 for usage.
 func runFolders(ctx context.Context, env Env, args []string) int {
 	fs := newFlags(env, "folders")
 	tf := addTargetFlags(fs, true)
@@ -63,7 +57,7 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 			b, _ := json.Marshal(out)
 			fmt.Fprintf(env.Stdout, "%s\n", b)
 		} else if !out.OK {
-			fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %s)\n", out.Message, out.Remedy, out.Code, out.Detail)
+			out.print(env.Stderr)
 		}
 		if pinRefused(out.Code) {
 			break // never send a refused PIN again: a later round would lock the card
@@ -85,26 +79,18 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 }
 
 func foldersOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, lang words.Lang) foldersJSON {
-	out := foldersJSON{Folders: []folderJSON{}}
-	var rec session.Record
 	sel, err := tf.selection(ctx, c.m, acct.Cert)
 	var folders []mail.Folder
 	if err == nil {
 		acct.Cert = sel
 		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
-		tctx := mail.WithTrace(ctx, &mail.Trace{Record: &rec})
 		var conn *mail.IMAPConn
-		if conn, err = d.IMAP(tctx, acct); err == nil {
+		if conn, err = d.IMAP(ctx, acct); err == nil {
 			folders, err = conn.Folders(ctx)
 			_ = conn.Close()
 		}
 	}
-	out.Code = classifyMail(err, &rec)
-	out.OK = out.Code == diagnosis.OK
-	out.Message, out.Remedy = words.Message(lang, out.Code), words.Remedy(lang, out.Code)
-	if err != nil {
-		out.Detail = err.Error()
-	}
+	out := foldersJSON{outcome: outcomeOf(lang, err), Folders: []folderJSON{}}
 	for _, f := range folders {
 		delim := ""
 		if f.Delim != 0 {
@@ -114,20 +100,4 @@ func foldersOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Accou
 			Messages: f.Messages, Unseen: f.Unseen, NoSelect: f.NoSelect})
 	}
 	return out
-}
-
-// classifyMail classifies an error of package mail with the client-certificate facts of its handshake.
-func classifyMail(err error, rec *session.Record) diagnosis.Code {
-	if err == nil {
-		return diagnosis.OK
-	}
-	hf := rec.Facts()
-	var se *mail.StepError
-	step := ""
-	if errorsAs(err, &se) {
-		step = se.Step
-	}
-	return diagnosis.Classify(err, diagnosis.Facts{Step: step, CardLogin: true, HandshakeDone: step == mail.StepAuth ||
-		step == mail.StepList || step == mail.StepSend, CertRequested: hf.CertRequested,
-		CertSent: hf.CertSentSHA256 != "", CANotAccepted: hf.CANotAccepted})
 }

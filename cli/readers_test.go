@@ -146,7 +146,7 @@ func TestCertsBadModule(t *testing.T) {
 			if st != ExitFailure {
 				t.Fatalf("exit %d, want 1\n%s", st, out)
 			}
-			var f failure
+			var f outcome
 			if err := json.Unmarshal([]byte(out), &f); err != nil || f.Code != "module_not_found" || f.Message == "" || f.Remedy == "" {
 				t.Errorf("output %q (%v): want code module_not_found with words", out, err)
 			}

@@ -8,27 +8,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/mail"
-	"github.com/cardmail/cardmail/session"
-	"github.com/cardmail/cardmail/words"
 )
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 // sentJSON is the output of `cardmail send-test --json`.
 type sentJSON struct {
-	OK        bool           `json:"ok"`
-	Code      diagnosis.Code `json:"code"`
-	Message   string         `json:"message"`
-	Remedy    string         `json:"remedy"`
-	Detail    string         `json:"detail,omitempty"`
-	MessageID string         `json:"message_id,omitempty"`
-	From      string         `json:"from,omitempty"`
-	To        []string       `json:"to"`
-	Date      string         `json:"date,omitempty"`
-	Size      int            `json:"size"`
-	Mechanism string         `json:"mechanism,omitempty"`
+	outcome
+	MessageID string   `json:"message_id,omitempty"`
+	From      string   `json:"from,omitempty"`
+	To        []string `json:"to"`
+	Date      string   `json:"date,omitempty"`
+	Size      int      `json:"size"`
+	Mechanism string   `json:"mechanism,omitempty"`
 	// Unconfirmed: the server received the whole message but the connection failed before it answered; the message
 	// may still arrive (look before sending another).
 	Unconfirmed bool `json:"unconfirmed,omitempty"`
@@ -39,7 +30,6 @@ type sentJSON struct {
 func runSendTest(ctx context.Context, env Env, args []string) int {
 	fs := newFlags(env, "send-test")
 	tf := addTargetFlags(fs, false)
-	tf.repeat = 1
 	to := fs.String("to", "", "recipient ADDR (required)")
 	if st, ok := parse(fs, args); !ok {
 		return st
@@ -58,23 +48,14 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 	}
 	c := startCards(ctx, env, tf.module)
 	defer c.stop()
-	var rec session.Record
 	var sent *mail.Sent
 	sel, err := tf.selection(ctx, c.m, acct.Cert)
 	if err == nil {
 		acct.Cert = sel
 		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
-		sent, err = d.SendTest(mail.WithTrace(ctx, &mail.Trace{Record: &rec}), acct, *to)
+		sent, err = d.SendTest(ctx, acct, *to)
 	}
-	code := classifyMail(err, &rec)
-	out := sentJSON{OK: code == diagnosis.OK, Code: code, Message: words.Message(env.Lang, code),
-		Remedy: words.Remedy(env.Lang, code), To: []string{}}
-	if err != nil {
-		out.Detail = err.Error()
-		if out.Unconfirmed = errors.Is(err, mail.ErrDeliveryUnconfirmed); out.Unconfirmed {
-			out.Message = words.T(env.Lang, "sendtest.unconfirmed", nil)
-		}
-	}
+	out := sentJSON{outcome: outcomeOf(env.Lang, err), To: []string{}, Unconfirmed: errors.Is(err, mail.ErrDeliveryUnconfirmed)}
 	if sent != nil {
 		out.MessageID, out.From, out.Size, out.Mechanism = sent.MessageID, sent.From, sent.Size, sent.Mechanism
 		out.To = append(out.To, sent.To...)
@@ -89,7 +70,7 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "%s\n<%s> %s -> %s (%d bytes, %s)\n", out.Message, out.MessageID, out.From,
 			strings.Join(out.To, ", "), out.Size, out.Mechanism)
 	} else {
-		fmt.Fprintf(env.Stderr, "%s\n%s\n(%s: %s)\n", out.Message, out.Remedy, out.Code, out.Detail)
+		out.print(env.Stderr)
 	}
 	if !out.OK {
 		return ExitFailure

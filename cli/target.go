@@ -60,6 +60,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // targetFlags are the flags shared by check, folders and send-test (shared/spec/cli-and-diagnosis.md).
 type targetFlags struct {
+	fs                                                                     *flag.FlagSet
 	profile, imap, smtp, security, policy, user, auth, module, token, cert string
 	ca                                                                     multiFlag
 	asJSON                                                                 bool
@@ -70,7 +71,7 @@ type targetFlags struct {
 
 // addTargetFlags registers the target flags on fs; withRepeat adds --repeat and --interval.
 func addTargetFlags(fs *flag.FlagSet, withRepeat bool) *targetFlags {
-	f := &targetFlags{}
+	f := &targetFlags{fs: fs, repeat: 1}
 	fs.StringVar(&f.profile, "profile", "", "account profile NAME")
 	fs.StringVar(&f.imap, "imap", "", "IMAP server HOST:PORT (port default: 993 implicit, 143 starttls)")
 	fs.StringVar(&f.smtp, "smtp", "", "SMTP submission server HOST:PORT (port default: 465 implicit, 587 starttls)")
@@ -91,34 +92,67 @@ func addTargetFlags(fs *flag.FlagSet, withRepeat bool) *targetFlags {
 	return f
 }
 
-// account builds the account the flags describe. Errors wrap errUsage (exit 2), except CA file problems, which are
-// returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a per-user cache
-// directory it says so on env.Stderr and goes on without a CRL cache.
+// profileConflicts are the flags that describe an account: a saved profile already does.
+var profileConflicts = []string{"imap", "smtp", "tls", "ca", "user", "auth", "tls-policy"}
+
+// validate checks the flags that do not depend on where the account comes from, with or without --profile.
+// Errors wrap errUsage (exit 2).
+func (f *targetFlags) validate() error {
+	switch {
+	case f.repeat < 1:
+		return fmt.Errorf("%w: --repeat must be at least 1", errUsage)
+	case f.interval < 0:
+		return fmt.Errorf("%w: --interval must not be negative", errUsage)
+	case f.timeout <= 0:
+		return fmt.Errorf("%w: --timeout must be positive", errUsage)
+	}
+	switch mail.Auth(f.auth) {
+	case mail.AuthAuto, mail.AuthExternal, mail.AuthLogin, mail.AuthPlain:
+	default:
+		return fmt.Errorf("%w: --auth %q: want auto, external, login or plain", errUsage, f.auth)
+	}
+	switch mail.Security(f.security) {
+	case "", mail.Implicit, mail.StartTLS:
+	default:
+		return fmt.Errorf("%w: --tls %q: want implicit or starttls", errUsage, f.security)
+	}
+	if !slices.Contains(tlspolicy.Names, tlspolicy.Name(f.policy)) {
+		return fmt.Errorf("%w: --tls-policy %q: want default or mssante", errUsage, f.policy)
+	}
+	if strings.ContainsAny(f.user, "\r\n<> ") {
+		return fmt.Errorf("%w: --user %q", errUsage, f.user)
+	}
+	if f.profile == "" {
+		return nil
+	}
+	var given []string
+	f.fs.Visit(func(fl *flag.Flag) {
+		if slices.Contains(profileConflicts, fl.Name) {
+			given = append(given, "--"+fl.Name)
+		}
+	})
+	if len(given) > 0 {
+		return fmt.Errorf("%w: --profile cannot be combined with %s (the profile says them)", errUsage,
+			strings.Join(given, ", "))
+	}
+	return nil
+}
+
+// account builds the account the flags describe, after validate. Errors wrap errUsage (exit 2), except CA file
+// problems, which are returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a
+// per-user cache directory it says so on env.Stderr and goes on without a CRL cache.
 func (f *targetFlags) account(env Env) (mail.Account, error) {
 	var a mail.Account
+	if err := f.validate(); err != nil {
+		return a, err
+	}
 	if f.profile != "" {
 		return f.profileAccount(env)
 	}
 	if f.imap == "" && f.smtp == "" {
 		return a, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
 	}
-	if f.repeat < 1 {
-		return a, fmt.Errorf("%w: --repeat must be at least 1", errUsage)
-	}
-	if f.interval < 0 || f.timeout <= 0 {
-		return a, fmt.Errorf("%w: --interval and --timeout must be positive", errUsage)
-	}
-	switch mail.Auth(f.auth) {
-	case mail.AuthAuto, mail.AuthExternal, mail.AuthLogin, mail.AuthPlain:
-		a.Auth = mail.Auth(f.auth)
-	default:
-		return a, fmt.Errorf("%w: --auth %q: want auto, external, login or plain", errUsage, f.auth)
-	}
-	switch mail.Security(f.security) {
-	case "", mail.Implicit, mail.StartTLS:
-	default:
-		return a, fmt.Errorf("%w: --tls %q: want implicit or starttls", errUsage, f.security)
-	}
+	a.Auth = mail.Auth(f.auth)
 	var err error
 	if f.imap != "" {
 		if a.IMAP, err = server(f.imap, mail.Security(f.security), 993, 143); err != nil {
@@ -130,26 +164,17 @@ func (f *targetFlags) account(env Env) (mail.Account, error) {
 			return a, fmt.Errorf("%w: --smtp: %w", errUsage, err)
 		}
 	}
-	if strings.ContainsAny(f.user, "\r\n<> ") {
-		return a, fmt.Errorf("%w: --user %q", errUsage, f.user)
-	}
 	a.Address = f.user
 	a.Password = os.Getenv(EnvPassword)
 	if a.Policy, err = tlspolicy.New(tlspolicy.Name(f.policy), f.ca, cacheDir(env)); err != nil {
-		if errors.Is(err, tlspolicy.ErrUnknownPolicy) {
-			return a, fmt.Errorf("%w: --tls-policy %q: want default or mssante", errUsage, f.policy)
-		}
 		return a, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return a, nil
 }
 
 // profileAccount loads the saved profile --profile names (user profiles, then the system presets IT deployed).
-// It cannot be combined with the flags that describe an account; --module still overrides the profile's module.
+// --module still overrides the profile's module; --token and --cert its certificate.
 func (f *targetFlags) profileAccount(env Env) (mail.Account, error) {
-	if f.imap != "" || f.smtp != "" || f.user != "" || len(f.ca) > 0 || f.security != "" {
-		return mail.Account{}, fmt.Errorf("%w: --profile cannot be combined with --imap, --smtp, --tls, --ca or --user", errUsage)
-	}
 	store, err := profile.NewStore()
 	if err != nil {
 		return mail.Account{}, err

@@ -77,7 +77,7 @@ func checkReport(t *testing.T, args ...string) (*diagnosis.Report, map[string]an
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep := diagnosis.Run(ctx, nil, diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP, Timeout: 5 * time.Second}, words.English)
+	rep := diagnosis.Run(ctx, nil, diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP, Timeout: 5 * time.Second})
 	var m map[string]any
 	if err := json.Unmarshal(rep.JSON(), &m); err != nil {
 		t.Fatal(err)

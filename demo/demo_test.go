@@ -14,7 +14,6 @@ import (
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
-	"github.com/cardmail/cardmail/words"
 )
 
 func TestMain(m *testing.M) {
@@ -83,7 +82,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	for _, proto := range []string{"imap", "smtp"} {
 		var live []diagnosis.Step
-		r := svc.Check(ctx, p, proto, words.English, func(st diagnosis.Step) { live = append(live, st) })
+		r := svc.Check(ctx, p, proto, func(st diagnosis.Step) { live = append(live, st) })
 		if !r.OK {
 			t.Errorf("check %s: %s %v\n%s", proto, r.Code, r.Err, r.Text())
 		}

@@ -19,7 +19,6 @@ import (
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
 	"github.com/cardmail/cardmail/token"
-	"github.com/cardmail/cardmail/words"
 )
 
 func TestMain(m *testing.M) {
@@ -112,7 +111,7 @@ func TestScenarios(t *testing.T) {
 			}
 			tg := diagnosis.Target{Account: acct, Protocol: sc.Protocol, Timeout: 4 * time.Second,
 				GreetingTimeout: 1500 * time.Millisecond}
-			rep := diagnosis.Run(context.Background(), sessions, tg, words.English)
+			rep := diagnosis.Run(context.Background(), sessions, tg)
 			want := sc.Want
 			if rep.Code != want {
 				t.Fatalf("code %s, want %s\n%s", rep.Code, want, rep.Text())
@@ -167,7 +166,7 @@ func TestDovecotHappyPath(t *testing.T) {
 			if c.protocol == diagnosis.ProtocolSMTP {
 				tg.SendTo = alice
 			}
-			rep := diagnosis.Run(context.Background(), f.m, tg, words.French)
+			rep := diagnosis.Run(context.Background(), f.m, tg)
 			if !rep.OK || rep.Code != diagnosis.OK {
 				t.Fatalf("code %s\n%s\n%s", rep.Code, rep.Text(), d.Log())
 			}
@@ -207,7 +206,7 @@ func BenchmarkCheckLadder(b *testing.B) {
 	f.insert(b)
 	acct := account(b, d.IMAPS, mail.Implicit, "default", []string{d.CAFile})
 	tg := diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP, Timeout: 10 * time.Second}
-	if rep := diagnosis.Run(context.Background(), f.m, tg, words.English); !rep.OK { // warm-up: PIN, agent
+	if rep := diagnosis.Run(context.Background(), f.m, tg); !rep.OK { // warm-up: PIN, agent
 		b.Fatalf("%s", rep.Text())
 	}
 	var order []string
@@ -222,7 +221,7 @@ func BenchmarkCheckLadder(b *testing.B) {
 		}
 		baseline += time.Since(start)
 		c.Close()
-		rep := diagnosis.Run(context.Background(), f.m, tg, words.English)
+		rep := diagnosis.Run(context.Background(), f.m, tg)
 		if !rep.OK {
 			b.Fatalf("%s", rep.Text())
 		}

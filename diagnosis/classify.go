@@ -12,7 +12,9 @@ import (
 	"syscall"
 
 	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
+	"github.com/cardmail/cardmail/token"
 )
 
 // Probe is the outcome of the ladder's follow-up probes, which tell apart failures that look alike on the wire.
@@ -72,22 +74,33 @@ func (e *GreetingError) Error() string {
 // Unwrap returns the read error.
 func (e *GreetingError) Unwrap() error { return e.Err }
 
-// Classify names the one code that explains err given the facts the ladder recorded. It is pure: the same inputs
-// always give the same code, and it never panics. A nil err is OK, except when the card was meant for the login and
-// the completed handshake never asked for it (ClientCertNotRequested). An error nothing explains is Internal.
+// Classify names the one code that explains err given the facts recorded about it; it is CardMail's only mapping
+// from an error to a code (the ladder, the CLI and the GUI all call it). It is pure: the same inputs always give the
+// same code, and it never panics. A nil err is OK, except when the card was meant for the login and the completed
+// handshake never asked for it (ClientCertNotRequested). An error nothing explains is Internal, and so is a run
+// cancelled by its caller.
 //
-// Order: card-side errors (package session and token, through OfCardError) first, then policy errors (revocation,
+// f is what the diagnosis ladder recorded. Callers that have no facts pass Facts{}: the facts then come from the
+// *mail.StepError in err, if any (package mail records the step and the client-certificate side of its handshake).
+//
+// Order: card-side errors (packages session and token) first, then cancellation, policy errors (revocation,
 // cipher), server-certificate verification, name resolution and connection, wrong security mode, STARTTLS, TLS
 // alerts and hang-ups (using the client-certificate facts and probes), login refusals, protocol errors, timeouts.
 func Classify(err error, f Facts) Code {
+	if f == (Facts{}) {
+		f = factsOf(err)
+	}
 	if err == nil {
 		if f.CardLogin && f.HandshakeDone && !f.CertRequested {
 			return ClientCertNotRequested
 		}
 		return OK
 	}
-	if c := OfCardError(err); c != Internal {
+	if c, ok := cardCode(err); ok {
 		return c
+	}
+	if errors.Is(err, context.Canceled) {
+		return Internal
 	}
 	switch {
 	case errors.Is(err, tlspolicy.ErrRevoked):
@@ -165,6 +178,49 @@ func Classify(err error, f Facts) Code {
 		return ConnectTimeout
 	}
 	return Internal
+}
+
+// cardCode maps the errors of the card side (packages session and token).
+func cardCode(err error) (Code, bool) {
+	var pin *token.PINError
+	switch {
+	case errors.As(err, &pin):
+		if pin.Reason == token.PINLocked || pin.TriesLeft == 0 {
+			return PINLocked, true
+		}
+		return PINIncorrect, true
+	case errors.Is(err, session.ErrPINCancelled):
+		return PINCancelled, true
+	case errors.Is(err, session.ErrCardAbsent):
+		return CardAbsent, true
+	case errors.Is(err, session.ErrCardRemoved), token.CardChanged(err):
+		return CardRemoved, true
+	case errors.Is(err, session.ErrWrongIdentity):
+		return CardWrongIdentity, true
+	case errors.Is(err, session.ErrNoUsableCertificate):
+		return NoUsableCertificate, true
+	case errors.Is(err, session.ErrMechanismUnsupported):
+		return CardMechanismUnsupported, true
+	case errors.Is(err, token.ErrTokenUnresponsive), errors.Is(err, token.ErrAgentExited), errors.Is(err, token.ErrBusy):
+		return TokenUnresponsive, true
+	case errors.Is(err, token.ErrModuleNotFound), errors.Is(err, token.ErrNotPKCS11):
+		return ModuleNotFound, true
+	}
+	return "", false
+}
+
+// factsOf returns the facts a *mail.StepError in err carries: its step, and the client-certificate side of the
+// connection's handshake (a mail connection always logs in with the card). No StepError: no facts.
+func factsOf(err error) Facts {
+	var se *mail.StepError
+	if !errors.As(err, &se) {
+		return Facts{}
+	}
+	h := se.Handshake
+	afterLogin := se.Step == mail.StepAuth || se.Step == mail.StepList || se.Step == mail.StepSend ||
+		se.Step == mail.StepSelect || se.Step == mail.StepFetch || se.Step == mail.StepNoop
+	return Facts{Step: se.Step, CardLogin: true, HandshakeDone: afterLogin, CertRequested: h.CertRequested,
+		CertSent: h.CertSentSHA256 != "", CANotAccepted: h.CANotAccepted}
 }
 
 // classifyVerify maps Go's server-certificate verification errors.

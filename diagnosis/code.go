@@ -1,15 +1,10 @@
 // Package diagnosis names what went wrong with a card or a mail connection as one stable code from the CLI and
 // diagnosis contract (shared/spec/cli-and-diagnosis.md), so that the CLI, the GUI and reports agree.
 //
-// Codes are machine-readable and never change meaning; the words for them live in package words.
+// Codes are machine-readable and never change meaning. The domain returns codes and technical facts, never
+// sentences: the words for a code live in package words, and the CLI (cli/explain.go) and the GUI (gui/explain.go)
+// put them in front of a person. Classify is the one function that turns an error into a code.
 package diagnosis
-
-import (
-	"errors"
-
-	"github.com/cardmail/cardmail/session"
-	"github.com/cardmail/cardmail/token"
-)
 
 // Code is a stable, machine-readable diagnosis code.
 type Code string
@@ -57,35 +52,3 @@ var All = []Code{OK, DNSError, ConnectRefused, ConnectTimeout, WrongSecurityMode
 	RevocationUnavailable, ClientCertNotRequested, ClientCertCANotAccepted, ClientCertRequired, ClientCertRejected,
 	CardAbsent, CardRemoved, CardWrongIdentity, CardMechanismUnsupported, PINIncorrect, PINLocked, PINCancelled, TokenUnresponsive,
 	ModuleNotFound, AuthFailed, ProtocolError, NoUsableCertificate, Internal}
-
-// OfCardError returns the code for an error from the card side (packages session and token), or Internal when err
-// is not one of theirs. A nil error is OK.
-func OfCardError(err error) Code {
-	var pin *token.PINError
-	switch {
-	case err == nil:
-		return OK
-	case errors.As(err, &pin):
-		if pin.Reason == token.PINLocked || pin.TriesLeft == 0 {
-			return PINLocked
-		}
-		return PINIncorrect
-	case errors.Is(err, session.ErrPINCancelled):
-		return PINCancelled
-	case errors.Is(err, session.ErrCardAbsent):
-		return CardAbsent
-	case errors.Is(err, session.ErrCardRemoved), token.CardChanged(err):
-		return CardRemoved
-	case errors.Is(err, session.ErrWrongIdentity):
-		return CardWrongIdentity
-	case errors.Is(err, session.ErrNoUsableCertificate):
-		return NoUsableCertificate
-	case errors.Is(err, session.ErrMechanismUnsupported):
-		return CardMechanismUnsupported
-	case errors.Is(err, token.ErrTokenUnresponsive), errors.Is(err, token.ErrAgentExited), errors.Is(err, token.ErrBusy):
-		return TokenUnresponsive
-	case errors.Is(err, token.ErrModuleNotFound), errors.Is(err, token.ErrNotPKCS11):
-		return ModuleNotFound
-	}
-	return Internal
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -63,16 +64,16 @@ func (r *run) reachesTLS(ctx context.Context, addr string, starttls bool, minV, 
 		return false
 	}
 	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })() // cancellation ends the probe at once
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
 	if starttls {
-		w := newWire(c, nil, time.Until(deadlineOf(ctx)))
-		if _, err := readGreeting(w, r.t.Protocol, w.timeout); err != nil {
+		_, greeting, err := readGreeting(c, r.t.Protocol, time.Until(deadlineOf(ctx)))
+		if err != nil {
 			return false
 		}
-		tag := 0
-		if err := doStartTLS(w, r.t.Protocol, nil, &tag, func([]string) {}); err != nil {
+		if _, err := startTLS(c, r.t.Protocol, greeting, r.srv.Host, io.Discard, deadlineOf(ctx)); err != nil {
 			return false
 		}
 	}

@@ -7,12 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/tlspolicy"
 	"github.com/cardmail/cardmail/version"
-	"github.com/cardmail/cardmail/words"
 )
 
 // Step names of the ladder, in the order they can run (implicit TLS runs tls and client_cert before greeting).
@@ -116,9 +117,13 @@ type CardFacts struct {
 }
 
 // Report is the outcome of one diagnosis run, in the shape of the CLI and diagnosis contract. Code is the one code
-// that explains a failure (OK on success); Message and Remedy are its words in the run's language. Log is the
-// redacted protocol log (client "C: " and server "S: " lines, credentials replaced by Redacted, message bodies
-// omitted); it is part of Text but not of the contract's JSON. Err is the technical error behind Code, nil on success.
+// that explains a failure (OK on success); Steps, TLS, Server and Card carry the technical facts. The diagnosis
+// writes no sentence for a person: Message and Remedy (the contract's plain words for Code) are empty until the edge
+// that shows the report fills them in the person's language (cli and gui, through package words), before JSON or
+// Text. Log is the protocol log under package mail's policy (commands and response codes; no credential, mailbox
+// name, address or message text); it is part of Text but not of the contract's JSON. A report names no folder and
+// no address of the account: the list step gives counts, and the account's address and the recipient are replaced
+// by AddressOmitted wherever a server echoed them. Err is the technical error behind Code, nil on success.
 type Report struct {
 	OK      bool        `json:"ok"`
 	Code    Code        `json:"code"`
@@ -143,19 +148,18 @@ func newReport() *Report {
 		Server: ServerFacts{Capabilities: []string{}}, Log: []string{}, Time: time.Now(), CardMail: version.String()}
 }
 
-// finish sets the code and its words.
-func (r *Report) finish(code Code, err error, lang words.Lang) {
+// finish sets the code.
+func (r *Report) finish(code Code, err error) {
 	r.Code, r.Err = code, err
 	r.OK = code == OK
-	r.Message, r.Remedy = words.Message(lang, code), words.Remedy(lang, code)
 }
 
 // Failed returns the report of a run that failed before the ladder could start (a certificate selection that
 // matches nothing, for instance): one failed step with err's text, and the code Classify gives err at that step.
-func Failed(step string, err error, lang words.Lang) *Report {
+func Failed(step string, err error) *Report {
 	r := newReport()
 	r.Steps = append(r.Steps, Step{Name: step, Detail: errText(err)})
-	r.finish(Classify(err, Facts{Step: step}), err, lang)
+	r.finish(Classify(err, Facts{Step: step}), err)
 	return r
 }
 
@@ -176,8 +180,13 @@ func (r *Report) Text() string {
 	if r.OK {
 		verdict = "OK"
 	}
-	fmt.Fprintf(&b, "%s (%s) %s — CardMail %s\n%s\n%s\n\n", verdict, r.Code, r.Time.Format(time.RFC3339), r.CardMail,
-		r.Message, r.Remedy)
+	fmt.Fprintf(&b, "%s (%s) %s — CardMail %s\n", verdict, r.Code, r.Time.Format(time.RFC3339), r.CardMail)
+	for _, w := range []string{r.Message, r.Remedy} {
+		if w != "" {
+			fmt.Fprintf(&b, "%s\n", w)
+		}
+	}
+	b.WriteString("\n")
 	b.WriteString("steps:\n")
 	for _, s := range r.Steps {
 		mark := "ok  "
@@ -271,24 +280,41 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// redact replaces each secret everywhere in the report's strings (details, log, server facts, error text).
-func (r *Report) redact(secrets []string) {
-	if len(secrets) == 0 {
-		return
+// Redacted replaces credentials in reports and in the protocol log (package mail's marker).
+const Redacted = mail.Redacted
+
+// AddressOmitted replaces the account's address and the recipient wherever a server echoed them.
+const AddressOmitted = "<address>"
+
+// redact replaces each secret (see mail.Redact) and each address (any case) in the report's strings: step
+// details, log, server facts, error text.
+func (r *Report) redact(secrets, addresses []string) {
+	var res []*regexp.Regexp
+	for _, a := range addresses {
+		if a != "" {
+			res = append(res, regexp.MustCompile("(?i)"+regexp.QuoteMeta(a)))
+		}
+	}
+	clean := func(s string) string {
+		s = mail.Redact(s, secrets...)
+		for _, re := range res {
+			s = re.ReplaceAllLiteralString(s, AddressOmitted)
+		}
+		return s
 	}
 	for i := range r.Steps {
-		r.Steps[i].Detail = redactSecrets(r.Steps[i].Detail, secrets)
+		r.Steps[i].Detail = clean(r.Steps[i].Detail)
 	}
 	for i := range r.Log {
-		r.Log[i] = redactSecrets(r.Log[i], secrets)
+		r.Log[i] = clean(r.Log[i])
 	}
-	r.Server.Greeting = redactSecrets(r.Server.Greeting, secrets)
+	r.Server.Greeting = clean(r.Server.Greeting)
 	for i := range r.Server.Capabilities {
-		r.Server.Capabilities[i] = redactSecrets(r.Server.Capabilities[i], secrets)
+		r.Server.Capabilities[i] = clean(r.Server.Capabilities[i])
 	}
 	if r.Err != nil {
-		if s := errText(r.Err); redactSecrets(s, secrets) != s {
-			r.Err = redactedError{text: redactSecrets(s, secrets), err: r.Err}
+		if s := errText(r.Err); clean(s) != s {
+			r.Err = redactedError{text: clean(s), err: r.Err}
 		}
 	}
 }

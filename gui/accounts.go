@@ -192,7 +192,7 @@ func (v *accountsView) statusText(st accountStatus) (string, widget.Importance, 
 	case stateCardNeeded:
 		return v.t("accounts.status.card_needed", nil), widget.WarningImportance, theme.WarningIcon()
 	case stateFailed:
-		return v.t("accounts.status.failed", map[string]any{"Reason": words.Message(v.lang, st.code)}),
+		return v.t("accounts.status.failed", map[string]any{"Reason": headline(v.lang, st.code)}),
 			widget.DangerImportance, theme.ErrorIcon()
 	}
 	return v.t("accounts.status.idle", nil), widget.LowImportance, theme.MailComposeIcon()
@@ -462,13 +462,13 @@ func (v *accountsView) runDiagnosis() {
 	ladder.SetRunning(true)
 	pd := v.showProgress(v.t("accounts.diagnosing", map[string]any{"Name": name}), ladder, cancel)
 	v.setStatus(name, accountStatus{state: stateBusy})
-	svc, lang := v.mail, v.lang
+	svc := v.mail
 	go func() {
 		defer cancel()
 		var reports []*diagnosis.Report
 		for _, proto := range []string{diagnosis.ProtocolIMAP, diagnosis.ProtocolSMTP} {
 			v.do(func() { ladder.AddSection(strings.ToUpper(proto)) })
-			r := svc.Check(ctx, p, proto, lang, func(s diagnosis.Step) { v.do(func() { ladder.Add(s) }) })
+			r := svc.Check(ctx, p, proto, func(s diagnosis.Step) { v.do(func() { ladder.Add(s) }) })
 			v.do(func() { ladder.SetSteps(r.Steps) })
 			reports = append(reports, r)
 			if ctx.Err() != nil {
@@ -542,8 +542,8 @@ func (v *accountsView) runSendTest() {
 // showFailure shows a failed operation: a headline, the code's message and remedy in plain words, and the technical
 // text folded under "details". UI goroutine.
 func (v *accountsView) showFailure(title, headline string, err error) {
-	code := errorCode(err)
-	msg := widget.NewLabel(headline + "\n" + words.Message(v.lang, code) + "\n" + words.Remedy(v.lang, code))
+	message, remedy := explainError(v.lang, err)
+	msg := widget.NewLabel(headline + "\n" + message + "\n" + remedy)
 	msg.Wrapping = fyne.TextWrapWord
 	detail := widget.NewLabel(err.Error())
 	detail.Wrapping = fyne.TextWrapBreak

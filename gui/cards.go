@@ -3,7 +3,6 @@ package gui
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/words"
@@ -196,8 +194,8 @@ func (v *cardsView) apply(rs []reader.Reader, rerr error, cs []session.CardCert,
 	case cerr == nil && len(cs) == 0, errors.Is(cerr, session.ErrCardAbsent):
 		v.certStatus.SetText(v.t("certs.none", nil))
 	case cerr != nil:
-		code := diagnosis.OfCardError(cerr)
-		v.certStatus.SetText(fmt.Sprintf("%s %s", words.Message(v.lang, code), words.Remedy(v.lang, code)))
+		message, remedy := explainError(v.lang, cerr)
+		v.certStatus.SetText(message + " " + remedy)
 	default:
 		v.certStatus.SetText("")
 	}

@@ -169,7 +169,7 @@ func ShowDiagnostics(w fyne.Window, lang words.Lang, r *diagnosis.Report) {
 }
 
 func newDiagView(w fyne.Window, lang words.Lang, r *diagnosis.Report) *diagView {
-	v := &diagView{win: w, lang: lang, r: r}
+	v := &diagView{win: w, lang: lang, r: explainReport(lang, r)}
 	v.save = &job{life: &v.life, timeout: time.Minute}
 	t := v.t
 	k := &keys{}
@@ -187,7 +187,7 @@ func newDiagView(w fyne.Window, lang words.Lang, r *diagnosis.Report) *diagView 
 	v.ladder = NewStepLadder(lang)
 	v.ladder.SetSteps(r.Steps)
 
-	body := container.NewVBox(verdict(lang, r), widget.NewSeparator(), v.ladder, widget.NewSeparator(),
+	body := container.NewVBox(verdict(v.r), widget.NewSeparator(), v.ladder, widget.NewSeparator(),
 		widget.NewLabelWithStyle(t("diag.technical", nil), fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		v.details(), v.status)
 	v.body = container.NewVScroll(body)
@@ -217,18 +217,12 @@ func (v *diagView) show() {
 
 func (v *diagView) t(key string, data map[string]any) string { return words.T(v.lang, key, data) }
 
-// verdict is the headline of a report: its code's message in large type and the remedy below it.
-func verdict(lang words.Lang, r *diagnosis.Report) fyne.CanvasObject {
-	code := r.Code
-	if code == "" {
-		code = diagnosis.Internal
-	}
-	if r.OK {
-		code = diagnosis.OK
-	}
-	head := widget.NewRichText(&widget.TextSegment{Style: widget.RichTextStyleSubHeading, Text: words.Message(lang, code)})
+// verdict is the headline of a report whose words explainReport filled: its code's message in large type and the
+// remedy below it.
+func verdict(r *diagnosis.Report) fyne.CanvasObject {
+	head := widget.NewRichText(&widget.TextSegment{Style: widget.RichTextStyleSubHeading, Text: r.Message})
 	head.Wrapping = fyne.TextWrapWord
-	remedy := widget.NewRichText(&widget.TextSegment{Style: widget.RichTextStyleStrong, Text: words.Remedy(lang, code)})
+	remedy := widget.NewRichText(&widget.TextSegment{Style: widget.RichTextStyleStrong, Text: r.Remedy})
 	remedy.Wrapping = fyne.TextWrapWord
 	icon := widget.NewIcon(theme.NewErrorThemedResource(theme.ErrorIcon()))
 	if r.OK {

@@ -2,7 +2,6 @@ package gui
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/words"
@@ -412,8 +410,8 @@ func (b *folderBrowser) updatePaging() {
 // showError shows a failed load in plain words (the code's message and remedy); the technical text goes in the
 // details line. UI goroutine.
 func (b *folderBrowser) showError(err error) {
-	code := errorCode(err)
-	b.status.SetText(fmt.Sprintf("%s %s", words.Message(b.lang, code), words.Remedy(b.lang, code)))
+	message, remedy := explainError(b.lang, err)
+	b.status.SetText(message + " " + remedy)
 	b.status.Importance = widget.DangerImportance
 	b.status.Show()
 	b.details.SetText(b.t("details.technical", map[string]any{"Detail": err.Error()}))
@@ -455,13 +453,4 @@ func (b *folderBrowser) cardBack() {
 	b.status.Show()
 	b.details.Hide()
 	b.reconnectB.Show()
-}
-
-// errorCode names the diagnosis code of an error from the mail service: card-side errors first, then what the
-// diagnosis classifier makes of the rest.
-func errorCode(err error) diagnosis.Code {
-	if c := diagnosis.OfCardError(err); c != diagnosis.Internal {
-		return c
-	}
-	return diagnosis.Classify(err, diagnosis.Facts{})
 }

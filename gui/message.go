@@ -131,8 +131,8 @@ func (v *messageView) failure(err error) string {
 	if errors.Is(err, mail.ErrMessageGone) {
 		return v.t("message.gone", nil)
 	}
-	code := errorCode(err)
-	return words.Message(v.lang, code) + " " + words.Remedy(v.lang, code)
+	message, remedy := explainError(v.lang, err)
+	return message + " " + remedy
 }
 
 // show puts m on the screen.

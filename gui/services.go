@@ -8,7 +8,6 @@ import (
 	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
-	"github.com/cardmail/cardmail/words"
 )
 
 // AccountStore is the saved profiles; *profile.Store implements it. Create never overwrites (*profile.ExistsError)
@@ -23,7 +22,8 @@ type AccountStore interface {
 
 // MailService runs account operations; *accounts.Service implements it.
 type MailService interface {
-	Check(ctx context.Context, p *profile.Profile, protocol string, lang words.Lang, progress func(diagnosis.Step)) *diagnosis.Report
+	// Check runs the diagnosis of one side of an account; the report carries a code, the GUI words it (explain.go).
+	Check(ctx context.Context, p *profile.Profile, protocol string, progress func(diagnosis.Step)) *diagnosis.Report
 	Folders(ctx context.Context, p *profile.Profile) ([]mail.Folder, error)
 	Headers(ctx context.Context, p *profile.Profile, folder string, page, pageSize int) ([]mail.Header, int, error)
 	// Message fetches one message (headers, text, list of attachments) without marking it as read.

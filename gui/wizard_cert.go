@@ -11,11 +11,9 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
-	"github.com/cardmail/cardmail/words"
 )
 
 // certPage reads the certificates of the present cards (in the background, on every arrival and on Retry), picks
@@ -90,8 +88,8 @@ func (p *certPage) loaded(cs []session.CardCert, err error) {
 	case errors.Is(err, session.ErrCardAbsent) || (err == nil && len(cs) == 0):
 		p.status.SetText(z.t("wizard.cert.no_card", nil))
 	case err != nil:
-		code := diagnosis.OfCardError(err)
-		p.status.SetText(words.Message(z.lang, code) + "\n" + words.Remedy(z.lang, code))
+		message, remedy := explainError(z.lang, err)
+		p.status.SetText(message + "\n" + remedy)
 	default:
 		p.status.SetText(z.t("wizard.cert.found", map[string]any{"N": len(cs)}))
 		p.pick.Enable()

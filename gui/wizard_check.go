@@ -12,7 +12,6 @@ import (
 
 	"github.com/cardmail/cardmail/diagnosis"
 	"github.com/cardmail/cardmail/profile"
-	"github.com/cardmail/cardmail/words"
 )
 
 // checkPage is the live test: IMAP then SMTP with the card, the step ladder filling as it goes, Stop, Test again,
@@ -78,7 +77,7 @@ func (p *checkPage) passed() bool { return p.ok && p.testedNow() }
 // start checks IMAP then SMTP in the background, showing the ladder live; Stop cancels it.
 func (p *checkPage) start() {
 	z := p.z
-	cand, svc, lang := z.d.candidate(), z.deps.Mail, z.lang
+	cand, svc := z.d.candidate(), z.deps.Mail
 	p.ok, p.report = false, nil
 	p.ladder.Reset()
 	p.msg.Segments = []widget.RichTextSegment{&widget.TextSegment{Text: z.t("wizard.test.running", nil)}}
@@ -92,7 +91,7 @@ func (p *checkPage) start() {
 				p.ladder.AddSection(z.t("diag.protocol."+proto, nil))
 				p.ladder.SetRunning(true)
 			})
-			rep := svc.Check(ctx, cand, proto, lang, func(s diagnosis.Step) { r.show(func() { p.ladder.Add(s) }) })
+			rep := svc.Check(ctx, cand, proto, func(s diagnosis.Step) { r.show(func() { p.ladder.Add(s) }) })
 			last = rep
 			r.show(func() {
 				if rep != nil {
@@ -122,7 +121,7 @@ func (p *checkPage) finished(cand *profile.Profile, r *diagnosis.Report, stopped
 	case r != nil && r.OK:
 		p.ok = true
 		p.msg.Segments = []widget.RichTextSegment{&widget.TextSegment{Style: widget.RichTextStyleSubHeading,
-			Text: words.Message(z.lang, diagnosis.OK)}}
+			Text: headline(z.lang, diagnosis.OK)}}
 	default:
 		p.ok = false
 		code := diagnosis.Internal
@@ -130,12 +129,12 @@ func (p *checkPage) finished(cand *profile.Profile, r *diagnosis.Report, stopped
 			code = r.Code
 		}
 		p.msg.Segments = []widget.RichTextSegment{
-			&widget.TextSegment{Style: widget.RichTextStyleSubHeading, Text: words.Message(z.lang, code)}}
-		remedy := words.Remedy(z.lang, code)
+			&widget.TextSegment{Style: widget.RichTextStyleSubHeading, Text: headline(z.lang, code)}}
+		what := remedy(z.lang, code)
 		if g := z.d.guesses(); len(g) > 0 {
-			remedy += "\n" + z.t("wizard.test.guessed", map[string]any{"Hosts": strings.Join(g, ", ")})
+			what += "\n" + z.t("wizard.test.guessed", map[string]any{"Hosts": strings.Join(g, ", ")})
 		}
-		p.remedy.SetText(remedy)
+		p.remedy.SetText(what)
 		p.remedy.Show()
 		if r != nil {
 			p.detail.Show()

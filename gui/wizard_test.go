@@ -98,7 +98,7 @@ type fakeMail struct {
 	profiles []*profile.Profile
 }
 
-func (m *fakeMail) Check(ctx context.Context, p *profile.Profile, protocol string, _ words.Lang, progress func(diagnosis.Step)) *diagnosis.Report {
+func (m *fakeMail) Check(ctx context.Context, p *profile.Profile, protocol string, progress func(diagnosis.Step)) *diagnosis.Report {
 	m.mu.Lock()
 	m.checked = append(m.checked, protocol)
 	m.profiles = append(m.profiles, p.Clone())

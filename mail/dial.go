@@ -120,7 +120,7 @@ func (c *conn) stepFor(ctx context.Context, name string, timeout time.Duration, 
 	if err != nil {
 		var se *StepError
 		if !errors.As(err, &se) {
-			err = &StepError{Step: name, Err: err}
+			err = &StepError{Step: name, Err: err, Handshake: c.rec.Facts()}
 		}
 	}
 	if c.tr.Step != nil {

@@ -3,10 +3,29 @@ package mail
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/cardmail/cardmail/session"
 )
 
 // ErrStartTLSUnavailable: the server did not accept or does not offer STARTTLS.
 var ErrStartTLSUnavailable = errors.New("server does not offer STARTTLS")
+
+// StartTLSRefused returns the typed error for a server that refused STARTTLS: an IMAP NO or BAD answer, or an EHLO
+// reply without STARTTLS (go-smtp says so only in text), become a *ProtocolError at StepStartTLS wrapping
+// ErrStartTLSUnavailable (and the server's typed answer). Any other error is returned unchanged.
+func StartTLSRefused(err error) error {
+	var ie *imap.Error
+	switch {
+	case errors.As(err, &ie):
+		return &ProtocolError{Step: StepStartTLS, Response: statusText(ie), Err: errors.Join(ErrStartTLSUnavailable, ie)}
+	case err != nil && strings.Contains(err.Error(), "doesn't support STARTTLS"):
+		return &ProtocolError{Step: StepStartTLS, Response: "no STARTTLS in the EHLO reply", Err: ErrStartTLSUnavailable}
+	}
+	return err
+}
 
 // ErrClosed: the connection or pool was closed (by its owner, or by the session manager after a card change).
 var ErrClosed = errors.New("mail connection closed")
@@ -27,9 +46,12 @@ const (
 )
 
 // StepError says which step of a connection failed. Err keeps its type (errors.As/Is see through StepError).
+// Handshake is what the connection's TLS handshake showed on the client-certificate side when the step failed (zero
+// before the handshake), so that diagnosis.Classify can tell a refused card from a missing one from the error alone.
 type StepError struct {
-	Step string
-	Err  error
+	Step      string
+	Err       error
+	Handshake session.HandshakeFacts
 }
 
 func (e *StepError) Error() string { return "mail: " + e.Step + ": " + e.Err.Error() }

@@ -67,8 +67,7 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 	// in French mail); Go's own decoder knows UTF-8, ISO-8859-1 and US-ASCII only.
 	opts := &imapclient.Options{WordDecoder: &mime.WordDecoder{CharsetReader: charset.NewReaderLabel}}
 	if tr.Log != nil {
-		red := newRedactor(tr.Log, a.Password)
-		opts.DebugWriter = &logWriter{r: red}
+		opts.DebugWriter = NewLogWriter(ProtoIMAP, tr.Log, a.Password)
 	}
 	ok := false
 	defer func() {
@@ -94,7 +93,10 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		err := cn.step(ctx, StepStartTLS, func() error {
 			c, err := imapclient.NewStartTLS(cn.raw, opts)
 			if err != nil {
-				return classifyStartTLS(err, cn)
+				if refused := StartTLSRefused(err); refused != err {
+					return refused
+				}
+				return cn.rec.Explain(err)
 			}
 			ic.c = c
 			return nil
@@ -109,7 +111,7 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		}
 	}
 	if err := cn.step(ctx, StepAuth, func() error {
-		mech, err := loginIMAP(ic.c, a)
+		mech, err := LoginIMAP(ic.c, a)
 		ic.mech = mech
 		return cn.rec.Explain(err)
 	}); err != nil {
@@ -125,16 +127,6 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 	}))
 	ok = true
 	return ic, nil
-}
-
-// classifyStartTLS turns a failed STARTTLS upgrade into a typed error: a refused command means the server does not
-// offer STARTTLS; a handshake error goes through the card record.
-func classifyStartTLS(err error, c *conn) error {
-	var ie *imap.Error
-	if errors.As(err, &ie) {
-		return &ProtocolError{Step: StepStartTLS, Response: statusText(ie), Err: errors.Join(ErrStartTLSUnavailable, ie)}
-	}
-	return c.rec.Explain(err)
 }
 
 // isTLSError reports whether err came from the TLS layer (alerts, verification, record errors).
@@ -158,11 +150,20 @@ func statusText(e *imap.Error) string {
 	return e.Text
 }
 
-// loginIMAP logs in per a.Auth and returns the mechanism used.
-func loginIMAP(c *imapclient.Client, a Account) (string, error) {
-	caps := c.Caps()
+// LoginIMAP logs in on c per a.Auth (see Auth and chooseMechanism, the one mechanism chooser of CardMail) and
+// returns the mechanism used, or "PREAUTH" when the server authenticated the connection itself. A refusal is
+// *AuthError (its Response never holds the password); capabilities that cannot be read give the client's error.
+// The diagnosis ladder calls it on the go-imap client of its own connection.
+func LoginIMAP(c *imapclient.Client, a Account) (string, error) {
 	if c.State() == imap.ConnStateAuthenticated {
 		return "PREAUTH", nil
+	}
+	caps := c.Caps()
+	if caps == nil { // Caps hides why it has none (a closed connection, a refused CAPABILITY): ask again for the error
+		if _, err := c.Capability().Wait(); err != nil {
+			return "", protoErr(StepAuth, err)
+		}
+		caps = c.Caps()
 	}
 	mechs := map[string]bool{}
 	for _, m := range caps.AuthMechanisms() {
@@ -183,7 +184,7 @@ func loginIMAP(c *imapclient.Client, a Account) (string, error) {
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			return mech, &AuthError{Mechanism: mech, Response: redactSecret(statusText(ie), a.Password), Err: ie}
+			return mech, &AuthError{Mechanism: mech, Response: Redact(statusText(ie), a.Password), Err: ie}
 		}
 		return mech, err
 	}
@@ -221,13 +222,6 @@ func chooseMechanism(mode Auth, offered map[string]bool, loginCommand bool) (str
 		return "", &AuthError{Mechanism: "auto", Err: ErrMechanismNotOffered}
 	}
 	return "", &ConfigError{Field: "Auth", Value: string(mode)}
-}
-
-func redactSecret(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "***")
 }
 
 // Mechanism returns the login mechanism used: "EXTERNAL", "LOGIN", "PLAIN" (or "PREAUTH").
@@ -319,13 +313,26 @@ func (c *IMAPConn) Folders(ctx context.Context) ([]Folder, error) {
 	var out []Folder
 	err := c.op(ctx, StepList, func() error {
 		var err error
-		if c.c.Caps().Has(imap.CapListStatus) && !c.cn.d.DisableListStatus {
-			out, err = c.listStatus()
-		} else {
-			out, err = c.listThenStatus()
-		}
+		out, err = ListFolders(c.c, !c.cn.d.DisableListStatus)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListFolders lists every folder on the logged-in client c with its message and unseen counts, sorted as Folders
+// says: one LIST ... RETURN (STATUS ...) when listStatus is allowed and the server offers LIST-STATUS, else LIST then
+// pipelined STATUS. It is the listing of IMAPConn.Folders, for a client the caller connected (the diagnosis ladder).
+func ListFolders(c *imapclient.Client, listStatus bool) ([]Folder, error) {
+	var out []Folder
+	var err error
+	if listStatus && c.Caps().Has(imap.CapListStatus) {
+		out, err = listWithStatus(c)
+	} else {
+		out, err = listThenStatus(c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -333,8 +340,8 @@ func (c *IMAPConn) Folders(ctx context.Context) ([]Folder, error) {
 	return out, nil
 }
 
-func (c *IMAPConn) listStatus() ([]Folder, error) {
-	list, err := c.c.List("", "*", &imap.ListOptions{ReturnStatus: statusItems}).Collect()
+func listWithStatus(c *imapclient.Client) ([]Folder, error) {
+	list, err := c.List("", "*", &imap.ListOptions{ReturnStatus: statusItems}).Collect()
 	if err != nil {
 		return nil, protoErr(StepList, err)
 	}
@@ -349,8 +356,8 @@ func (c *IMAPConn) listStatus() ([]Folder, error) {
 	return out, nil
 }
 
-func (c *IMAPConn) listThenStatus() ([]Folder, error) {
-	list, err := c.c.List("", "*", nil).Collect()
+func listThenStatus(c *imapclient.Client) ([]Folder, error) {
+	list, err := c.List("", "*", nil).Collect()
 	if err != nil {
 		return nil, protoErr(StepList, err)
 	}
@@ -359,7 +366,7 @@ func (c *IMAPConn) listThenStatus() ([]Folder, error) {
 	for i, l := range list {
 		out[i] = folderOf(l)
 		if !out[i].NoSelect {
-			cmds[i] = c.c.Status(l.Mailbox, statusItems) // sent now; answers are read in the background
+			cmds[i] = c.Status(l.Mailbox, statusItems) // sent now; answers are read in the background
 		}
 	}
 	var firstErr error

@@ -80,6 +80,16 @@ type testMessage struct {
 	Raw       []byte
 }
 
+// BuildTestMessage returns SendTest's message from from to to (see newTestMessage) and its Message-ID, for a
+// client the caller connected (the diagnosis ladder's send step).
+func BuildTestMessage(from, to string, now time.Time, body string) (raw []byte, messageID string, err error) {
+	m, err := newTestMessage(from, to, now, body)
+	if err != nil {
+		return nil, "", err
+	}
+	return m.Raw, m.MessageID, nil
+}
+
 // newTestMessage builds SendTest's RFC 5322 message (CRLF line ends, 7-bit headers, UTF-8 body).
 func newTestMessage(from, to string, now time.Time, body string) (*testMessage, error) {
 	var rnd [12]byte
@@ -180,7 +190,7 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 		c.CommandTimeout = d.timeout()
 		c.SubmissionTimeout = 2 * d.timeout()
 		if tr.Log != nil {
-			c.DebugWriter = &logWriter{r: newRedactor(tr.Log, a.Password)}
+			c.DebugWriter = NewLogWriter(ProtoSMTP, tr.Log, a.Password)
 		}
 	}
 	switch a.SMTP.Security {
@@ -199,9 +209,9 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 			var err error
 			c, err = smtp.NewClientStartTLS(cn.raw, cfg)
 			if err != nil {
-				// go-smtp says so only in text (greeting, EHLO and the check happen inside NewClientStartTLS).
-				if strings.Contains(err.Error(), "doesn't support STARTTLS") {
-					return ErrStartTLSUnavailable
+				// greeting, EHLO and the check happen inside NewClientStartTLS
+				if refused := StartTLSRefused(err); refused != err {
+					return refused
 				}
 				return smtpErr(StepStartTLS, err)
 			}
@@ -223,7 +233,7 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 	var mech string
 	if err := cn.step(ctx, StepAuth, func() error {
 		var err error
-		mech, err = loginSMTP(c, a)
+		mech, err = LoginSMTP(c, a)
 		return cn.rec.Explain(err)
 	}); err != nil {
 		c.Close()
@@ -252,33 +262,7 @@ func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from strin
 	if err != nil {
 		return mech, err
 	}
-	c := sc.Client
-	err = cn.step(ctx, StepSend, func() error {
-		if err := c.Mail(from, nil); err != nil {
-			return smtpErr(StepSend, err)
-		}
-		for _, rc := range to {
-			if err := c.Rcpt(rc, nil); err != nil {
-				return smtpErr(StepSend, err)
-			}
-		}
-		w, err := c.Data()
-		if err != nil {
-			return smtpErr(StepSend, err)
-		}
-		if _, err := w.Write(raw); err != nil {
-			return err
-		}
-		if err := w.Close(); err != nil {
-			var se *smtp.SMTPError
-			if !errors.As(err, &se) {
-				// The final "." may have reached the server: only its reply, lost here, would say.
-				return fmt.Errorf("%w: %w", ErrDeliveryUnconfirmed, err)
-			}
-			return smtpErr(StepSend, err)
-		}
-		return nil
-	})
+	err = cn.step(ctx, StepSend, func() error { return Submit(sc.Client, from, to, raw) })
 	if err != nil {
 		sc.Close()
 		return mech, err
@@ -287,8 +271,42 @@ func (d *Dialer) submitOnce(ctx context.Context, a Account, cn *conn, from strin
 	return mech, nil
 }
 
-// loginSMTP logs in per a.Auth (SASL EXTERNAL, LOGIN or PLAIN) and returns the mechanism used.
-func loginSMTP(c *smtp.Client, a Account) (string, error) {
+// Submit sends raw from from to every address of to on the logged-in client c (MAIL FROM, RCPT TO, DATA). With no
+// recipient it only has the server accept the sender (MAIL FROM, then RSET) and sends nothing. A refusal is
+// *ProtocolError at StepSend; a connection lost after the whole message went out is ErrDeliveryUnconfirmed.
+func Submit(c *smtp.Client, from string, to []string, raw []byte) error {
+	if err := c.Mail(from, nil); err != nil {
+		return smtpErr(StepSend, err)
+	}
+	if len(to) == 0 {
+		return smtpErr(StepSend, c.Reset())
+	}
+	for _, rc := range to {
+		if err := c.Rcpt(rc, nil); err != nil {
+			return smtpErr(StepSend, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return smtpErr(StepSend, err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			// The final "." may have reached the server: only its reply, lost here, would say.
+			return fmt.Errorf("%w: %w", ErrDeliveryUnconfirmed, err)
+		}
+		return smtpErr(StepSend, err)
+	}
+	return nil
+}
+
+// LoginSMTP logs in on c per a.Auth (SASL EXTERNAL, LOGIN or PLAIN, chosen by chooseMechanism like LoginIMAP) and
+// returns the mechanism used. A refusal is *AuthError (its Response never holds the password).
+func LoginSMTP(c *smtp.Client, a Account) (string, error) {
 	offered := map[string]bool{}
 	for _, m := range []string{"EXTERNAL", "LOGIN", "PLAIN"} {
 		offered[m] = c.SupportsAuth(m)
@@ -309,7 +327,7 @@ func loginSMTP(c *smtp.Client, a Account) (string, error) {
 	if err := c.Auth(sc); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			return mech, &AuthError{Mechanism: mech, Response: redactSecret(smtpText(se), a.Password), Err: se}
+			return mech, &AuthError{Mechanism: mech, Response: Redact(smtpText(se), a.Password), Err: se}
 		}
 		return mech, err
 	}

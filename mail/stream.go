@@ -372,7 +372,7 @@ func (c *wireClient) login(a Account) (string, error) {
 		return mech, err
 	}
 	if r.status != "OK" {
-		return mech, &AuthError{Mechanism: mech, Response: redactSecret(printableLine(r.text), a.Password)}
+		return mech, &AuthError{Mechanism: mech, Response: Redact(printableLine(r.text), a.Password)}
 	}
 	if c.caps == nil {
 		if err := c.capability(); err != nil {

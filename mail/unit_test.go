@@ -97,52 +97,92 @@ func FuzzPageRange(f *testing.F) {
 
 func TestRedactLine(t *testing.T) {
 	const pw = "hunter2pw"
+	const R = Redacted
 	cases := []struct {
 		name  string
+		proto string
 		lines []string
-		want  []string
+		want  []string // "" = line dropped
 	}{
-		{"imap login", []string{`T1 LOGIN "a@b" "hunter2pw"`, "T1 OK done"}, []string{"T1 LOGIN ***", "T1 OK done"}},
-		{"imap login literal", []string{"T1 LOGIN {3}", "+ go", "a@b {9}", "+ go", "hunter2pw", "T1 OK"},
-			[]string{"T1 LOGIN ***", "+ go", "***", "+ go", "***", "T1 OK"}},
-		{"imap plain ir", []string{"T2 AUTHENTICATE PLAIN AGFAYgBodW50ZXIycHc=", "T2 OK", "T3 LIST"},
-			[]string{"T2 AUTHENTICATE PLAIN ***", "T2 OK", "T3 LIST"}},
-		{"imap plain cont", []string{"T2 AUTHENTICATE PLAIN", "+ ", "AGFAYgBodW50ZXIycHc=", "T2 NO bad", "T3 NOOP"},
-			[]string{"T2 AUTHENTICATE PLAIN", "+ ", "***", "T2 NO bad", "T3 NOOP"}},
-		{"smtp login", []string{"AUTH LOGIN", "334 VXNlcm5hbWU6", "YUBi", "334 UGFzc3dvcmQ6", "aHVudGVyMnB3", "235 ok", "MAIL FROM:<a@b>"},
-			[]string{"AUTH LOGIN", "334 VXNlcm5hbWU6", "***", "334 UGFzc3dvcmQ6", "***", "235 ok", "MAIL FROM:<a@b>"}},
-		{"smtp external", []string{"AUTH EXTERNAL =", "235 2.7.0 Logged in."}, []string{"AUTH EXTERNAL ***", "235 2.7.0 Logged in."}},
-		{"secret anywhere", []string{"X hunter2pw Y"}, []string{"X *** Y"}},
-		{"plain traffic", []string{"* OK ready", "T1 CAPABILITY"}, []string{"* OK ready", "T1 CAPABILITY"}},
+		{"imap login", ProtoIMAP, []string{`T1 LOGIN "a@b" "hunter2pw"`, "T1 OK done"}, []string{"T1 LOGIN " + R, "T1 OK"}},
+		{"imap login literal", ProtoIMAP, []string{"T1 LOGIN {3}", "+ go", "a@b {9}", "+ go", "hunter2pw", "T1 OK"},
+			[]string{"T1 LOGIN " + R, "+", R, "+", R, "T1 OK"}},
+		{"imap plain ir", ProtoIMAP, []string{"T2 AUTHENTICATE PLAIN AGFAYgBodW50ZXIycHc=", "T2 OK", "T3 LIST \"\" \"*\""},
+			[]string{"T2 AUTHENTICATE PLAIN " + R, "T2 OK", "T3 LIST"}},
+		{"imap plain cont", ProtoIMAP, []string{"T2 AUTHENTICATE PLAIN", "+ ", "AGFAYgBodW50ZXIycHc=", "T2 NO bad", "T3 NOOP"},
+			[]string{"T2 AUTHENTICATE PLAIN", "+", R, "T2 NO", "T3 NOOP"}},
+		{"imap names and codes", ProtoIMAP, []string{
+			`* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=EXTERNAL] Dovecot ready.`,
+			`T1 CAPABILITY`,
+			`* CAPABILITY IMAP4rev1 LIST-STATUS`,
+			`T4 LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN))`,
+			`* LIST (\HasNoChildren) "." "Dossier-&AMk-lo&AO8-se"`,
+			`* LIST (\HasNoChildren) "." {14}`,
+			`Patient Dupont`,
+			`* STATUS "Patient Dupont" (MESSAGES 3 UNSEEN 1)`,
+			`T5 STATUS "Patient Dupont" (MESSAGES UNSEEN)`,
+			`T5 NO [NONEXISTENT] Mailbox doesn't exist: Patient Dupont`,
+			`* 3 EXISTS`,
+			`* BYE Logging out`,
+		}, []string{"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=EXTERNAL]", "T1 CAPABILITY", "* CAPABILITY IMAP4rev1 LIST-STATUS",
+			"T4 LIST", "* LIST", "* LIST", "", "* STATUS", "T5 STATUS", "T5 NO [NONEXISTENT]", "* 3 EXISTS", "* BYE"}},
+		{"imap glued by pipelining", ProtoIMAP, []string{`* CAPABILITY IMAP4T7 STATUS "Dupont" (MESSAGES UNSEEN)`},
+			[]string{"* CAPABILITY"}},
+		{"smtp login", ProtoSMTP, []string{"AUTH LOGIN", "334 VXNlcm5hbWU6", "YUBi", "334 UGFzc3dvcmQ6", "aHVudGVyMnB3", "235 ok", "MAIL FROM:<a@b>"},
+			[]string{"AUTH LOGIN", "334", R, "334", R, "235", "MAIL FROM"}},
+		{"smtp external", ProtoSMTP, []string{"AUTH EXTERNAL =", "235 2.7.0 Logged in."}, []string{"AUTH EXTERNAL " + R, "235 2.7.0"}},
+		{"smtp dialogue", ProtoSMTP, []string{"220 mail.example ESMTP", "EHLO localhost", "250-mail.example Hello alice@example.org",
+			"250-AUTH PLAIN EXTERNAL", "250-SIZE 1024", "250 8BITMIME", "MAIL FROM:<alice@example.org> BODY=8BITMIME",
+			"250 2.1.0 <alice@example.org> Sender OK", "RCPT TO:<bob@example.org>", "553 5.7.1 <bob@example.org>: rejected",
+			"DATA", "354 go ahead", "From: <alice@example.org>", "Subject: Patient Dupont", "", "DATA is here", ".",
+			"250 2.0.0 Ok: queued as ABC", "QUIT", "221 2.0.0 Bye"},
+			[]string{"220", "EHLO localhost", "250-", "250-AUTH PLAIN EXTERNAL", "250-SIZE 1024", "250 8BITMIME", "MAIL FROM",
+				"250 2.1.0", "RCPT TO", "553 5.7.1", "DATA", "354", "", "", "", "", BodyOmitted, "250 2.0.0", "QUIT", "221 2.0.0"}},
+		{"secret anywhere", ProtoIMAP, []string{"* CAPABILITY hunter2pw"}, []string{"* CAPABILITY " + R}},
+		{"plain traffic", ProtoIMAP, []string{"* OK ready", "T1 CAPABILITY"}, []string{"* OK", "T1 CAPABILITY"}},
 	}
 	for _, c := range cases {
-		r := newRedactor(nil, pw)
+		var got []string
+		w := NewLogWriter(c.proto, func(l string) { got = append(got, l) }, pw).(*logWriter)
 		for i, l := range c.lines {
-			if got := r.redactLine(l); got != c.want[i] {
-				t.Errorf("%s: line %d %q → %q, want %q", c.name, i, l, got, c.want[i])
+			got = got[:0]
+			w.r.emit(l)
+			want := []string{}
+			if c.want[i] != "" {
+				want = []string{c.want[i]}
+			}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("%s: line %d %q → %q, want %q", c.name, i, l, got, want)
 			}
 		}
 	}
 }
 
-// FuzzRedact: whatever the dialogue, the password never comes out of the log writer.
+// FuzzRedact: whatever the dialogue, neither the password nor a mailbox name (a quoted string or a literal) comes
+// out of the log writer.
 func FuzzRedact(f *testing.F) {
-	f.Add("T1 LOGIN a@b pass\r\nT1 OK\r\n", "pass")
-	f.Add("AUTH PLAIN AGFAYgBwYXNz\r\n235 ok\r\n", "pass")
-	f.Add("T1 LOGIN {4}\r\n+ go\r\npass\r\n", "pass")
-	f.Fuzz(func(t *testing.T, dialogue, pw string) {
-		if pw == "" || strings.ContainsAny(pw, "*") {
+	f.Add("T1 LOGIN a@b pass\r\nT1 OK\r\n", "pass", false)
+	f.Add("AUTH PLAIN AGFAYgBwYXNz\r\n235 ok\r\n", "pass", true)
+	f.Add("T1 LOGIN {4}\r\n+ go\r\npass\r\n", "pass", false)
+	f.Add("* LIST () \".\" \"Dupont\"\r\n* STATUS {6}\r\nDupont (MESSAGES 1)\r\n", "Dupont", false)
+	f.Add("MAIL FROM:<Dupont@x>\r\n250 2.1.0 <Dupont@x> ok\r\n", "Dupont", true)
+	f.Fuzz(func(t *testing.T, dialogue, pw string, smtp bool) {
+		if len(pw) < 4 || strings.ContainsAny(pw, "<>") {
 			return
 		}
+		proto := ProtoIMAP
+		if smtp {
+			proto = ProtoSMTP
+		}
 		var out []string
-		w := &logWriter{r: newRedactor(func(l string) { out = append(out, l) }, pw)}
+		w := NewLogWriter(proto, func(l string) { out = append(out, l) }, pw)
 		// Feed in two chunks to exercise line reassembly.
 		mid := len(dialogue) / 2
 		w.Write([]byte(dialogue[:mid]))
 		w.Write([]byte(dialogue[mid:]))
 		for _, l := range out {
-			if strings.Contains(l, pw) {
-				t.Fatalf("password %q in log line %q", pw, l)
+			if strings.Contains(l, pw) || strings.Contains(l, `"`) || strings.Contains(l, "@") {
+				t.Fatalf("%q in log line %q", pw, l)
 			}
 		}
 	})

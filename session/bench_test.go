@@ -253,7 +253,7 @@ func testSeedScenario(t *testing.T, opt bench.Options) {
 		f.remove(t, 0)
 		start := time.Now()
 		_, err = f.connect(t, srv.addr, nil, &session.Record{})
-		if code := diagnosis.OfCardError(err); code != diagnosis.CardAbsent {
+		if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.CardAbsent {
 			failures++
 			t.Errorf("cycle %d: card out: got %v (%v), want card_absent", i, code, err)
 		}
@@ -349,7 +349,7 @@ func TestCardPulledDuringSignature(t *testing.T) {
 	if err == nil {
 		t.Fatal("handshake succeeded although the card was pulled mid-signature")
 	}
-	if code := diagnosis.OfCardError(err); code != diagnosis.CardRemoved {
+	if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.CardRemoved {
 		t.Fatalf("error %v (%v): want card_removed", code, err)
 	}
 	code := diagnosis.CardRemoved
@@ -394,7 +394,7 @@ func TestCardPulledJustBeforeSignature(t *testing.T) {
 	}
 	err = rec.Explain(err)
 	elapsed := time.Since(start)
-	code := diagnosis.OfCardError(err)
+	code := diagnosis.Classify(err, diagnosis.Facts{})
 	if code != diagnosis.CardRemoved && code != diagnosis.TokenUnresponsive {
 		t.Fatalf("got %v (%v), want card_removed or token_unresponsive", code, err)
 	}
@@ -437,7 +437,7 @@ func TestWrongPINIsNeverRetried(t *testing.T) {
 	if pe.TriesLeft != -1 && pe.TriesLeft != 2 && !pe.CountLow {
 		t.Errorf("PINError does not carry the tries state: %+v", pe)
 	}
-	if code := diagnosis.OfCardError(err); code != diagnosis.PINIncorrect {
+	if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.PINIncorrect {
 		t.Errorf("code %v, want pin_incorrect", code)
 	}
 	if f.prompts.Load() != 1 {
@@ -520,7 +520,7 @@ func TestTokenWithoutPSS(t *testing.T) {
 	// A TLS 1.3-only server: the error is card_mechanism_unsupported, not a bare handshake failure.
 	only13 := startTLSServer(t, f.b, tls.VersionTLS13, tls.VersionTLS13)
 	_, err := f.connect(t, only13.addr, nil, &session.Record{})
-	if code := diagnosis.OfCardError(err); code != diagnosis.CardMechanismUnsupported {
+	if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.CardMechanismUnsupported {
 		t.Fatalf("TLS 1.3-only server: %v (%v), want card_mechanism_unsupported", code, err)
 	}
 }

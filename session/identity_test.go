@@ -105,7 +105,7 @@ func TestPinnedAccountRefusesAnotherCard(t *testing.T) {
 	prompts := f.prompts.Load()
 	for i := 0; i < 3; i++ {
 		got, err := f.connectAs(t, srv.addr, nil, pin(alice), &session.Record{})
-		if code := diagnosis.OfCardError(err); code != diagnosis.CardWrongIdentity {
+		if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.CardWrongIdentity {
 			t.Fatalf("attempt %d with Bruno's card: %q, %v (%v), want card_wrong_identity", i, got, code, err)
 		}
 	}

@@ -210,7 +210,7 @@ func BenchmarkMidSignatureRemoval(b *testing.B) {
 		_, err := f.connect(b, srv.addr, &tls.Config{ServerName: "localhost"}, &session.Record{})
 		got := time.Now()
 		card.SetSignHook(nil)
-		if code := diagnosis.OfCardError(err); code != diagnosis.CardRemoved {
+		if code := diagnosis.Classify(err, diagnosis.Facts{}); code != diagnosis.CardRemoved {
 			b.Fatalf("pull %d: %v (%v), want card_removed", i, code, err)
 		}
 		toError = append(toError, got.Sub(pulled))

@@ -336,3 +336,22 @@ func dnString(der []byte) string {
 	name.FillFromRDNSequence(&seq)
 	return name.String()
 }
+
+// WithoutCard makes cfg answer a server's certificate request with no certificate, and records the request in rec
+// (CertRequested, AcceptableCAs, ServerSchemes; nothing is sent): the diagnosis checks a server without a card this
+// way, and reports what the server asked with the same facts as a handshake made with the card.
+func WithoutCard(cfg *tls.Config, rec *Record) {
+	rec.update(func(f *HandshakeFacts) { *f = HandshakeFacts{} })
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		names := make([]string, 0, len(cri.AcceptableCAs))
+		for _, raw := range cri.AcceptableCAs {
+			names = append(names, dnString(raw))
+		}
+		rec.update(func(f *HandshakeFacts) {
+			f.CertRequested = true
+			f.AcceptableCAs = names
+			f.ServerSchemes = slices.Clone(cri.SignatureSchemes)
+		})
+		return &tls.Certificate{}, nil
+	}
+}

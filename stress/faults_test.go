@@ -23,7 +23,6 @@ import (
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
-	"github.com/cardmail/cardmail/words"
 )
 
 // opTimeout bounds one operation of a fault test.
@@ -283,7 +282,7 @@ func TestFaultSilentServer(t *testing.T) {
 		}
 		// The diagnosis ladder with its own timeouts.
 		rep := diagnosis.Run(context.Background(), d.m, diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP,
-			Timeout: 2 * time.Second, GreetingTimeout: time.Second}, words.English)
+			Timeout: 2 * time.Second, GreetingTimeout: time.Second})
 		if rep.Code != diagnosis.ConnectTimeout {
 			t.Errorf("%s: diagnosis: code %s, want connect_timeout\n%s", name, rep.Code, rep.Text())
 		}

@@ -268,13 +268,8 @@ func dialCard(ctx context.Context, m *session.Manager, roots *x509.CertPool, add
 	return nil
 }
 
-// codeOf names an error the way the app does: card-side errors first, then the diagnosis classifier.
-func codeOf(err error) diagnosis.Code {
-	if c := diagnosis.OfCardError(err); c != diagnosis.Internal {
-		return c
-	}
-	return diagnosis.Classify(err, diagnosis.Facts{CardLogin: true})
-}
+// codeOf names an error the way the app does (the diagnosis classifier, facts from the error).
+func codeOf(err error) diagnosis.Code { return diagnosis.Classify(err, diagnosis.Facts{}) }
 
 // agentPIDs lists the live (non-zombie) children of this process that run as token agents (their environment has
 // CARDMAIL_TOKEN_AGENT=1).

@@ -229,7 +229,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 		{Account: acct, Protocol: diagnosis.ProtocolIMAP},
 		{Account: acct, Protocol: diagnosis.ProtocolSMTP, SendTo: alice},
 	} {
-		rep := diagnosis.Run(ctx, r.m, tg, words.French)
+		rep := diagnosis.Run(ctx, r.m, tg)
 		if !rep.OK {
 			t.Errorf("diagnosis %s: %s\n%s", tg.Protocol, rep.Code, rep.Text())
 		}
@@ -241,7 +241,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 		}
 		scan.text(t, "report marshalled", js)
 	}
-	rep := svc.Check(ctx, loaded.Profile, diagnosis.ProtocolIMAP, words.English, nil)
+	rep := svc.Check(ctx, loaded.Profile, diagnosis.ProtocolIMAP, nil)
 	writeFile(t, filepath.Join(home, "check.txt"), []byte(rep.Text()))
 	writeFile(t, filepath.Join(home, "check.json"), rep.JSON())
 	// A failed send: the submission port of a server that is gone. The test fails; nothing of it is kept.

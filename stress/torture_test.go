@@ -24,7 +24,6 @@ import (
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
-	"github.com/cardmail/cardmail/words"
 )
 
 // TortureCycles is the number of random card changes of TestTorture. It is a constant on purpose: the test proves
@@ -160,7 +159,7 @@ func TestTorture(t *testing.T) {
 		"folders-bruno": {1, folders(1)},
 		"diagnosis": {0, func(ctx context.Context) (diagnosis.Code, error) {
 			rep := diagnosis.Run(ctx, r.m, diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP,
-				Timeout: 10 * time.Second}, words.English)
+				Timeout: 10 * time.Second})
 			if rep.OK {
 				return diagnosis.OK, nil
 			}
