@@ -2,6 +2,10 @@ package diagnosis_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +14,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
+
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
@@ -244,4 +252,152 @@ func BenchmarkCheckLadder(b *testing.B) {
 		float64(baseline.Microseconds())/1000/float64(b.N))
 	b.Log(tbl.String())
 	b.ReportMetric(total, "ladder-ms/op")
+}
+
+// mutf7 encodes a mailbox name the way it travels in IMAP (modified UTF-7, RFC 3501 section 5.1.3).
+func mutf7(s string) string {
+	var b strings.Builder
+	var run []uint16
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		buf := make([]byte, 2*len(run))
+		for i, u := range run {
+			binary.BigEndian.PutUint16(buf[2*i:], u)
+		}
+		b.WriteString("&" + strings.ReplaceAll(base64.RawStdEncoding.EncodeToString(buf), "/", ",") + "-")
+		run = nil
+	}
+	for _, r := range s {
+		switch {
+		case r == '&':
+			flush()
+			b.WriteString("&-")
+		case r >= 0x20 && r <= 0x7e:
+			flush()
+			b.WriteRune(r)
+		default:
+			run = append(run, utf16.Encode([]rune{r})...)
+		}
+	}
+	flush()
+	return b.String()
+}
+
+// TestReportsNameNoFolderOrAddress runs real diagnoses against Dovecot and Postfix (IMAP and SMTP, implicit TLS and
+// STARTTLS, with the card and with a password, a message sent, a recipient refused) on a mailbox whose folders carry
+// patients' names (non-ASCII too) and whose messages carry addresses, and greps every report (JSON, text and
+// protocol log) for each folder name (as written and as it travels in IMAP), each distinctive word of them, and every
+// address of the mailbox. The folders are first shown to exist on the server, and the reports to count them.
+func TestReportsNameNoFolderOrAddress(t *testing.T) {
+	f := newCardFixture(t)
+	d := mailsrv.StartDovecot(t, f.b.PKI, mailsrv.DovecotOptions{Messages: 1})
+	f.insert(t)
+	alice := bench.DefaultEmail(bench.AliceName)
+	bruno := bench.DefaultEmail(bench.BrunoName)
+	const sender = "zoe.kowalczyk@labo-analyses.example"
+	const unknown = "patient.inconnu@cardmail.test"
+	folders := []string{"Éloïse Dupont-Ünal", "Dossier Zoé Œillet 2026", "Résultats 血液 Jean-Baptiste", "Kowalczyk & Fils"}
+	words := []string{"Dupont", "Eloise", "Zoé", "Œillet", "Jean-Baptiste", "Kowalczyk", "血液"}
+	const password = "Privacy-Passw0rd-42"
+
+	// The folders and a message with addresses and a patient's name, made through a plain IMAP client with Alice's
+	// key in memory (not through the code under test).
+	raw := "From: Dr Zoé Kowalczyk <" + sender + ">\r\nTo: <" + alice + ">\r\nSubject: Résultats de Éloïse Dupont-Ünal\r\n" +
+		"Message-ID: <privacy.1@labo-analyses.example>\r\n\r\nHémoglobine normale.\r\n"
+	d.Deliver(t, alice, []byte(raw))
+	pem, err := os.ReadFile(d.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	key, err := tls.X509KeyPair(f.b.Alice.CertPEM, f.b.Alice.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := imapclient.DialTLS(d.IMAPS, &imapclient.Options{TLSConfig: &tls.Config{RootCAs: pool,
+		ServerName: "127.0.0.1", Certificates: []tls.Certificate{key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ic.Authenticate(sasl.NewExternalClient("")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range folders {
+		if err := ic.Create(name, nil).Wait(); err != nil {
+			t.Fatalf("create %q: %v", name, err)
+		}
+	}
+	listed, err := ic.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic.Close()
+	onServer := map[string]bool{}
+	for _, l := range listed {
+		onServer[l.Mailbox] = true
+	}
+	for _, name := range folders {
+		if !onServer[name] {
+			t.Fatalf("folder %q not on the server (%v)", name, onServer)
+		}
+	}
+	forbidden := []string{alice, bruno, sender, unknown, strings.Split(alice, "@")[0], strings.Split(bruno, "@")[0],
+		strings.Split(sender, "@")[0], strings.Split(unknown, "@")[0], password, bench.DefaultPIN}
+	for _, name := range folders {
+		forbidden = append(forbidden, name, mutf7(name))
+	}
+	forbidden = append(forbidden, words...)
+
+	cases := []struct {
+		name, addr, protocol, to string
+		sec                      mail.Security
+		auth                     mail.Auth
+		wantOK                   bool
+	}{
+		{"imap implicit card", d.IMAPS, diagnosis.ProtocolIMAP, "", mail.Implicit, mail.AuthAuto, true},
+		{"imap starttls password", d.IMAP, diagnosis.ProtocolIMAP, "", mail.StartTLS, mail.AuthLogin, true},
+		{"imap implicit plain", d.IMAPS, diagnosis.ProtocolIMAP, "", mail.Implicit, mail.AuthPlain, true},
+		{"smtp starttls send", d.Submission, diagnosis.ProtocolSMTP, bruno, mail.StartTLS, mail.AuthAuto, true},
+		{"smtp implicit sender only", d.SubmissionS, diagnosis.ProtocolSMTP, "", mail.Implicit, mail.AuthAuto, true},
+		{"smtp plain password send", d.Submission, diagnosis.ProtocolSMTP, alice, mail.StartTLS, mail.AuthPlain, true},
+		{"smtp unknown recipient", d.SubmissionS, diagnosis.ProtocolSMTP, unknown, mail.Implicit, mail.AuthAuto, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			acct := account(t, c.addr, c.sec, "default", []string{d.CAFile})
+			acct.Auth = c.auth
+			if c.auth != mail.AuthAuto {
+				acct.Password = password
+			}
+			tg := diagnosis.Target{Account: acct, Protocol: c.protocol, SendTo: c.to, Timeout: 10 * time.Second}
+			rep := diagnosis.Run(context.Background(), f.m, tg)
+			if c.wantOK && !rep.OK {
+				t.Fatalf("code %s\n%s\n%s", rep.Code, rep.Text(), d.Log())
+			}
+			all := string(rep.JSON()) + "\n" + rep.Text() + "\n" + strings.Join(rep.Log, "\n")
+			for _, s := range forbidden {
+				if strings.Contains(strings.ToLower(all), strings.ToLower(s)) {
+					t.Errorf("%q in the report:\n%s", s, all)
+				}
+			}
+			last := rep.Steps[len(rep.Steps)-1]
+			switch {
+			case c.protocol == diagnosis.ProtocolIMAP:
+				// every folder is counted: INBOX and the four, and the log shows one LIST line for each
+				want := fmt.Sprintf("%d folders, ", len(listed))
+				if !strings.HasPrefix(last.Detail, want) || strings.Count(all, "\n  * LIST") != len(listed) {
+					t.Errorf("list step %q, want it to start with %q and %d LIST lines in the log:\n%s", last.Detail,
+						want, len(listed), all)
+				}
+			case c.to != "" && c.wantOK:
+				if !strings.Contains(last.Detail, "accepted for 1 recipient") {
+					t.Errorf("send step %q", last.Detail)
+				}
+			}
+			t.Logf("%s: %s, last step %s %q, %d log lines", c.name, rep.Code, last.Name, last.Detail, len(rep.Log))
+		})
+	}
 }

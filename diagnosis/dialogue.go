@@ -37,22 +37,38 @@ const (
 // ehloName is the name the ladder gives in EHLO.
 const ehloName = "cardmail.localhost"
 
-// logWriter returns a protocol log writer (mail's log policy) for the run's protocol.
-func (r *run) logWriter() io.Writer {
-	return mail.NewLogWriter(r.t.Protocol, r.log.add, r.secrets()...)
+// logTo returns package mail's protocol log writer for protocol, feeding log (nil: nothing is logged). With standIn,
+// the client is reading a stand-in greeting, whose line is not logged: the first line of the stand-in's form (the
+// policy keeps "* OK" or "220" of it) is dropped.
+func logTo(protocol string, log func(string), standIn bool, secrets ...string) io.Writer {
+	if log == nil {
+		return io.Discard
+	}
+	if standIn {
+		form, dropped, inner := "* OK", false, log
+		if protocol == ProtocolSMTP {
+			form = "220"
+		}
+		log = func(l string) { // called under the log writer's lock
+			if !dropped && l == form {
+				dropped = true
+				return
+			}
+			inner(l)
+		}
+	}
+	return mail.NewLogWriter(protocol, log, secrets...)
 }
 
 // libConnFor wraps the TLS connection for the protocol library, with the stand-in greeting after STARTTLS; the
-// returned writer is the library's log, which skips the stand-in.
+// returned writer is the library's log.
 func (r *run) libConnFor(tc *tls.Conn, afterSTARTTLS bool, resumed string) (*libConn, io.Writer) {
 	lc := &libConn{Conn: tc}
-	w := r.logWriter()
 	if afterSTARTTLS {
 		lc.replay = []byte(resumed)
 		lc.first, lc.firstDone = nil, true // the greeting was the plaintext one
-		w = &skipWriter{w: w, n: len(resumed)}
 	}
-	return lc, w
+	return lc, logTo(r.t.Protocol, r.log.add, afterSTARTTLS, r.secrets()...)
 }
 
 // greetingFailure turns a failed greeting into *GreetingError: the line the server sent when it sent one (not a
@@ -243,21 +259,4 @@ func (d *smtpDialogue) close() {
 	if d.c != nil {
 		_ = d.c.Close()
 	}
-}
-
-// skipWriter drops the first n bytes written to it (the stand-in greeting), then passes the rest to w.
-type skipWriter struct {
-	w io.Writer
-	n int
-}
-
-func (s *skipWriter) Write(p []byte) (int, error) {
-	k := min(s.n, len(p))
-	s.n -= k
-	if k < len(p) {
-		if _, err := s.w.Write(p[k:]); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/cardmail/cardmail/mail"
@@ -97,9 +98,10 @@ type run struct {
 	facts    Facts
 	rec      session.Record
 	tf       tlspolicy.Facts
-	addrs    []net.IP    // resolved
-	addr     string      // ip:port connected to
-	raw      net.Conn    // the TCP connection: closing it ends every step
+	addrs    []net.IP // resolved
+	addr     string   // ip:port connected to
+	raw      net.Conn // the TCP connection: closing it ends every step (set under rawMu: abort reads it)
+	rawMu    sync.Mutex
 	greeting []byte      // STARTTLS: what the server sent first, replayed to the protocol library
 	cfg      *tls.Config // the handshake's configuration: policy, card (or none), no resumption
 	tconn    *tls.Conn
@@ -218,11 +220,20 @@ func (r *run) addStep(st Step) {
 	}
 }
 
-// abort closes the connection under a running step (cancellation).
+// abort closes the connection under a running step (cancellation; called on its own goroutine).
 func (r *run) abort() {
+	r.rawMu.Lock()
+	defer r.rawMu.Unlock()
 	if r.raw != nil {
 		_ = r.raw.Close()
 	}
+}
+
+// setRaw keeps the connection the connect step made.
+func (r *run) setRaw(c net.Conn) {
+	r.rawMu.Lock()
+	defer r.rawMu.Unlock()
+	r.raw = c
 }
 
 func (r *run) checkTarget() error {

@@ -388,3 +388,193 @@ func TestLibConn(t *testing.T) {
 		t.Errorf("after hand-over: %v", err)
 	}
 }
+
+// dripServer is an IMAP or SMTP server on loopback that answers normally until the dialogue reaches stallAt, then
+// drip-feeds: a line (or, inside a greeting, a byte) every 50 ms, forever, so that no read ever times out. It closes
+// stalled when it starts dripping or stalling.
+type dripServer struct {
+	p        *stubPKI
+	smtp     bool
+	implicit bool
+	stallAt  string // "greeting", "starttls", "tls", "auth", "list", "send", "probe"
+	stalled  chan struct{}
+	once     sync.Once
+	mu       sync.Mutex
+	conns    int
+}
+
+func (s *dripServer) stall(c net.Conn, line string) {
+	s.once.Do(func() { close(s.stalled) })
+	for {
+		if _, err := io.WriteString(c, line); err != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *dripServer) handle(c net.Conn) {
+	s.mu.Lock()
+	s.conns++
+	n := s.conns
+	s.mu.Unlock()
+	if s.stallAt == "probe" && n > 1 { // the follow-up probe's connection: its ClientHello is never answered
+		s.once.Do(func() { close(s.stalled) })
+		_, _ = io.Copy(io.Discard, c)
+		return
+	}
+	tlsCfg := &tls.Config{Certificates: []tls.Certificate{s.p.cert}}
+	conn := c
+	if s.implicit {
+		if s.stallAt == "tls" { // the ClientHello is never answered
+			s.once.Do(func() { close(s.stalled) })
+			_, _ = io.Copy(io.Discard, c)
+			return
+		}
+		tc := tls.Server(c, tlsCfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		conn = tc
+	}
+	if s.stallAt == "greeting" { // a greeting that never ends
+		if s.smtp {
+			s.stall(conn, "220-drip\r\n")
+		} else if _, err := io.WriteString(conn, "* OK "); err == nil {
+			s.stall(conn, "x")
+		}
+		return
+	}
+	if s.stallAt == "probe" { // silent until the ladder's greeting timeout sends a probe
+		_, _ = io.Copy(io.Discard, conn)
+		return
+	}
+	r := bufio.NewReader(conn)
+	if s.smtp {
+		io.WriteString(conn, "220 drip ESMTP\r\n")
+	} else {
+		io.WriteString(conn, "* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN SASL-IR] drip\r\n")
+	}
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tag, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		cmd := strings.ToUpper(tag)
+		if !s.smtp {
+			cmd, _, _ = strings.Cut(strings.ToUpper(rest), " ")
+		}
+		stallLine := "* 1 EXISTS\r\n"
+		if s.smtp {
+			stallLine = "250-still working\r\n"
+		}
+		switch {
+		case cmd == "STARTTLS" && s.stallAt == "starttls",
+			(cmd == "LOGIN" || cmd == "AUTHENTICATE" || cmd == "AUTH") && s.stallAt == "auth",
+			cmd == "LIST" && s.stallAt == "list",
+			cmd == "MAIL" && s.stallAt == "send":
+			s.stall(conn, stallLine)
+			return
+		case cmd == "STARTTLS":
+			if s.smtp {
+				io.WriteString(conn, "220 go\r\n")
+			} else {
+				io.WriteString(conn, tag+" OK go\r\n")
+			}
+			tc := tls.Server(c, tlsCfg)
+			if tc.Handshake() != nil {
+				return
+			}
+			conn, r = tc, bufio.NewReader(tc)
+		case s.smtp && (cmd == "EHLO" || cmd == "HELO"):
+			io.WriteString(conn, "250-drip\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")
+		case s.smtp && cmd == "AUTH":
+			io.WriteString(conn, "235 ok\r\n")
+		case s.smtp:
+			io.WriteString(conn, "250 ok\r\n")
+		case cmd == "CAPABILITY":
+			io.WriteString(conn, "* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\n"+tag+" OK done\r\n")
+		default:
+			io.WriteString(conn, tag+" OK done\r\n")
+		}
+	}
+}
+
+// TestCancelDuringEveryStep cancels a diagnosis while a server drip-feeds (or stalls) at each step, including after
+// the TLS handshake and during a follow-up probe, and checks that Run returns within a second of the cancellation,
+// with the stalled step failed by it. The step and greeting timeouts are a minute, so only the cancellation can end
+// these runs; the time from cancel to return is printed.
+func TestCancelDuringEveryStep(t *testing.T) {
+	p := newStubPKI(t)
+	cases := []struct {
+		name     string
+		smtp     bool
+		sec      mail.Security
+		stallAt  string
+		wantStep string
+	}{
+		{"imap starttls greeting", false, mail.StartTLS, "greeting", StepGreeting},
+		{"imap starttls probe", false, mail.StartTLS, "probe", StepGreeting},
+		{"imap starttls command", false, mail.StartTLS, "starttls", StepStartTLS},
+		{"imap tls handshake", false, mail.Implicit, "tls", StepTLS},
+		{"imap greeting after tls", false, mail.Implicit, "greeting", StepGreeting},
+		{"imap auth", false, mail.Implicit, "auth", StepAuth},
+		{"imap auth after starttls", false, mail.StartTLS, "auth", StepAuth},
+		{"imap list", false, mail.Implicit, "list", StepList},
+		{"smtp greeting after tls", true, mail.Implicit, "greeting", StepGreeting},
+		{"smtp starttls greeting", true, mail.StartTLS, "greeting", StepGreeting},
+		{"smtp starttls command", true, mail.StartTLS, "starttls", StepStartTLS},
+		{"smtp auth", true, mail.Implicit, "auth", StepAuth},
+		{"smtp send", true, mail.Implicit, "send", StepSend},
+	}
+	var worst time.Duration
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := &dripServer{p: p, smtp: c.smtp, implicit: c.sec == mail.Implicit, stallAt: c.stallAt,
+				stalled: make(chan struct{})}
+			addr := serve(t, s.handle)
+			proto := ProtocolIMAP
+			if c.smtp {
+				proto = ProtocolSMTP
+			}
+			tg := p.target(t, addr, c.sec, proto)
+			tg.Account.Auth = mail.AuthPlain
+			tg.Timeout, tg.GreetingTimeout = time.Minute, time.Minute
+			if c.stallAt == "probe" {
+				tg.GreetingTimeout = 200 * time.Millisecond
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan *Report, 1)
+			go func() { done <- Run(ctx, nil, tg) }()
+			select {
+			case <-s.stalled:
+			case rep := <-done:
+				t.Fatalf("the run ended before the server stalled:\n%s", rep.Text())
+			case <-time.After(20 * time.Second):
+				t.Fatal("the server never stalled")
+			}
+			time.Sleep(100 * time.Millisecond) // well inside the stalled step
+			cancelled := time.Now()
+			cancel()
+			var rep *Report
+			select {
+			case rep = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return 10 s after the cancellation")
+			}
+			took := time.Since(cancelled)
+			worst = max(worst, took)
+			t.Logf("cancel → return: %v", took)
+			if took > time.Second {
+				t.Errorf("Run returned %v after the cancellation, want within a second", took)
+			}
+			last := rep.Steps[len(rep.Steps)-1]
+			if rep.OK || last.Name != c.wantStep || last.OK || !strings.Contains(last.Detail, "context canceled") {
+				t.Errorf("want the %s step failed by the cancellation:\n%s", c.wantStep, rep.Text())
+			}
+		})
+	}
+	t.Logf("worst cancel → return over %d steps: %v", len(cases), worst)
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync/atomic"
 	"time"
@@ -73,7 +72,7 @@ func (r *run) reachesTLS(ctx context.Context, addr string, starttls bool, minV, 
 		if err != nil {
 			return false
 		}
-		if _, err := startTLS(c, r.t.Protocol, greeting, r.srv.Host, io.Discard, deadlineOf(ctx)); err != nil {
+		if _, err := startTLS(c, r.t.Protocol, greeting, r.srv.Host, nil, deadlineOf(ctx)); err != nil {
 			return false
 		}
 	}

@@ -62,7 +62,8 @@ func (r *run) connect(ctx context.Context) (string, error) {
 		addr := net.JoinHostPort(ip.String(), strconv.Itoa(r.srv.Port))
 		var c net.Conn
 		if c, err = d.DialContext(ctx, "tcp", addr); err == nil {
-			r.raw, r.addr = c, addr
+			r.setRaw(c)
+			r.addr = addr
 			_ = c.SetDeadline(time.Now().Add(r.t.Timeout))
 			return addr + " from " + c.LocalAddr().String(), nil
 		}
@@ -155,7 +156,7 @@ func checkGreeting(lines []string, protocol string) error {
 
 // startTLS is the starttls step.
 func (r *run) startTLS(ctx context.Context) (string, error) {
-	caps, err := startTLS(r.raw, r.t.Protocol, r.greeting, r.srv.Host, r.logWriter(), time.Now().Add(r.t.Timeout))
+	caps, err := startTLS(r.raw, r.t.Protocol, r.greeting, r.srv.Host, r.log.add, time.Now().Add(r.t.Timeout))
 	if len(caps) > 0 {
 		r.rep.Server.Capabilities = caps
 	}
@@ -169,14 +170,16 @@ func (r *run) startTLS(ctx context.Context) (string, error) {
 // replayed: go-imap reads the capabilities (CAPABILITY when the greeting has none) and sends STARTTLS when they
 // offer it; go-smtp sends EHLO, checks the STARTTLS extension and sends STARTTLS. The library's own TLS client is
 // stopped before its first byte (libConn hands c back), and c is then ready for the caller's handshake; deadline is
-// the connection's deadline meanwhile. log receives the dialogue. It returns the plaintext capabilities it saw. A
+// the connection's deadline meanwhile. log (may be nil) receives the dialogue's log lines (package mail's policy).
+// It returns the plaintext capabilities it saw. A
 // server that does not offer or refuses STARTTLS gives a *mail.ProtocolError wrapping mail.ErrStartTLSUnavailable;
 // other errors keep the type the connection saw.
-func startTLS(c net.Conn, protocol string, greeting []byte, host string, log io.Writer, deadline time.Time) ([]string, error) {
+func startTLS(c net.Conn, protocol string, greeting []byte, host string, log func(string), deadline time.Time) ([]string, error) {
 	// never used for a handshake: libConn refuses the library's ClientHello
 	placeholder := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	if protocol == ProtocolSMTP {
-		lc := &libConn{Conn: c, replay: greeting, plaintext: true, tee: log} // go-smtp takes no DebugWriter in time
+		// go-smtp builds its STARTTLS client before a DebugWriter can be set: libConn tees the dialogue
+		lc := &libConn{Conn: c, replay: greeting, plaintext: true, tee: logTo(protocol, log, false)}
 		_, err := smtp.NewClientStartTLS(lc, placeholder)
 		lc.handOver() // go-smtp has no goroutine: its client is simply dropped
 		if err != nil {
@@ -184,7 +187,7 @@ func startTLS(c net.Conn, protocol string, greeting []byte, host string, log io.
 		}
 		return nil, nil
 	}
-	caps, err := imapCaps(c, greeting, log, deadline)
+	caps, err := imapCaps(c, greeting, logTo(protocol, log, false), deadline)
 	if err != nil {
 		return caps, err
 	}
@@ -194,7 +197,7 @@ func startTLS(c net.Conn, protocol string, greeting []byte, host string, log io.
 	}
 	lc := &libConn{Conn: c, replay: []byte(imapResumed), plaintext: true}
 	ic, err := imapclient.NewStartTLS(lc, &imapclient.Options{TLSConfig: placeholder,
-		DebugWriter: &skipWriter{w: log, n: len(imapResumed)}})
+		DebugWriter: logTo(protocol, log, true)})
 	if ic != nil {
 		ic.Close()
 	}
