@@ -501,13 +501,5 @@ func quote(s string) string {
 	return "\"" + printable(s) + "\""
 }
 
-// printable replaces control and non-ASCII bytes by '.', for server bytes shown in reports.
-func printable(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c >= 0x7f {
-			b[i] = '.'
-		}
-	}
-	return string(b)
-}
+// printable is how reports show server bytes (package mail's rule for its log).
+func printable(s string) string { return mail.Printable(s) }

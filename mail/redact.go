@@ -157,7 +157,7 @@ func (r *redactor) redactLine(line string) (string, bool) {
 	for _, s := range r.secrets {
 		out = strings.ReplaceAll(out, s, Redacted)
 	}
-	return printable(out), true
+	return Printable(out), true
 }
 
 func (r *redactor) shape(line string) (string, bool) {
@@ -327,8 +327,8 @@ func (r *redactor) smtpLine(line string) (string, bool) {
 	return cmd, true
 }
 
-// printable replaces control and non-ASCII bytes by '.', for server bytes shown in logs and reports.
-func printable(s string) string {
+// Printable replaces control and non-ASCII bytes by '.', for server bytes shown in logs and reports.
+func Printable(s string) string {
 	b := []byte(s)
 	for i, c := range b {
 		if c < 0x20 || c >= 0x7f {
