@@ -37,38 +37,21 @@ const (
 // ehloName is the name the ladder gives in EHLO.
 const ehloName = "cardmail.localhost"
 
-// logTo returns package mail's protocol log writer for protocol, feeding log (nil: nothing is logged). With standIn,
-// the client is reading a stand-in greeting, whose line is not logged: the first line of the stand-in's form (the
-// policy keeps "* OK" or "220" of it) is dropped.
-func logTo(protocol string, log func(string), standIn bool, secrets ...string) io.Writer {
-	if log == nil {
-		return io.Discard
-	}
-	if standIn {
-		form, dropped, inner := "* OK", false, log
-		if protocol == ProtocolSMTP {
-			form = "220"
-		}
-		log = func(l string) { // called under the log writer's lock
-			if !dropped && l == form {
-				dropped = true
-				return
-			}
-			inner(l)
-		}
-	}
-	return mail.NewLogWriter(protocol, log, secrets...)
+// dialogueLog returns the writers of a new dialogue's protocol log (package mail's policy) for the run's protocol.
+func (r *run) dialogueLog() (sent, received io.Writer) {
+	return mail.NewDialogueLog(r.t.Protocol, r.log.add, r.secrets()...)
 }
 
-// libConnFor wraps the TLS connection for the protocol library, with the stand-in greeting after STARTTLS; the
-// returned writer is the library's log.
-func (r *run) libConnFor(tc *tls.Conn, afterSTARTTLS bool, resumed string) (*libConn, io.Writer) {
-	lc := &libConn{Conn: tc}
+// libConnFor wraps the TLS connection for the protocol library, with the stand-in greeting after STARTTLS (not
+// logged: the server sent none).
+func (r *run) libConnFor(tc *tls.Conn, afterSTARTTLS bool, resumed string) *libConn {
+	lc := &libConn{Conn: tc, logReplay: false}
+	lc.setLog(r.dialogueLog)
 	if afterSTARTTLS {
 		lc.replay = []byte(resumed)
 		lc.first, lc.firstDone = nil, true // the greeting was the plaintext one
 	}
-	return lc, logTo(r.t.Protocol, r.log.add, afterSTARTTLS, r.secrets()...)
+	return lc
 }
 
 // greetingFailure turns a failed greeting into *GreetingError: the line the server sent when it sent one (not a
@@ -90,9 +73,8 @@ type imapDialogue struct {
 }
 
 func (d *imapDialogue) open(tc *tls.Conn, afterSTARTTLS bool) {
-	lc, w := d.r.libConnFor(tc, afterSTARTTLS, imapResumed)
-	d.lc = lc
-	d.c = imapclient.New(lc, &imapclient.Options{DebugWriter: w})
+	d.lc = d.r.libConnFor(tc, afterSTARTTLS, imapResumed)
+	d.c = imapclient.New(d.lc, nil)
 }
 
 // errorOf returns a client error with its type (see libConn.explain) and card cause (session.Record.Explain).
@@ -162,10 +144,8 @@ type smtpDialogue struct {
 }
 
 func (d *smtpDialogue) open(tc *tls.Conn, afterSTARTTLS bool) {
-	lc, w := d.r.libConnFor(tc, afterSTARTTLS, smtpResumed)
-	d.lc, d.afterSTARTTLS = lc, afterSTARTTLS
-	d.c = smtp.NewClient(lc)
-	d.c.DebugWriter = w
+	d.lc, d.afterSTARTTLS = d.r.libConnFor(tc, afterSTARTTLS, smtpResumed), afterSTARTTLS
+	d.c = smtp.NewClient(d.lc)
 }
 
 func (d *smtpDialogue) errorOf(err error) error { return d.r.rec.Explain(d.lc.explain(err)) }

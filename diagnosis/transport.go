@@ -156,7 +156,7 @@ func checkGreeting(lines []string, protocol string) error {
 
 // startTLS is the starttls step.
 func (r *run) startTLS(ctx context.Context) (string, error) {
-	caps, err := startTLS(r.raw, r.t.Protocol, r.greeting, r.srv.Host, r.log.add, time.Now().Add(r.t.Timeout))
+	caps, err := startTLS(r.raw, r.t.Protocol, r.greeting, r.srv.Host, r.dialogueLog, time.Now().Add(r.t.Timeout))
 	if len(caps) > 0 {
 		r.rep.Server.Capabilities = caps
 	}
@@ -170,16 +170,17 @@ func (r *run) startTLS(ctx context.Context) (string, error) {
 // replayed: go-imap reads the capabilities (CAPABILITY when the greeting has none) and sends STARTTLS when they
 // offer it; go-smtp sends EHLO, checks the STARTTLS extension and sends STARTTLS. The library's own TLS client is
 // stopped before its first byte (libConn hands c back), and c is then ready for the caller's handshake; deadline is
-// the connection's deadline meanwhile. log (may be nil) receives the dialogue's log lines (package mail's policy).
-// It returns the plaintext capabilities it saw. A
+// the connection's deadline meanwhile. newLog (may be nil) gives the writers of the dialogue's log. It returns the
+// plaintext capabilities it saw. A
 // server that does not offer or refuses STARTTLS gives a *mail.ProtocolError wrapping mail.ErrStartTLSUnavailable;
 // other errors keep the type the connection saw.
-func startTLS(c net.Conn, protocol string, greeting []byte, host string, log func(string), deadline time.Time) ([]string, error) {
+func startTLS(c net.Conn, protocol string, greeting []byte, host string, newLog func() (io.Writer, io.Writer),
+	deadline time.Time) ([]string, error) {
 	// never used for a handshake: libConn refuses the library's ClientHello
 	placeholder := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	if protocol == ProtocolSMTP {
-		// go-smtp builds its STARTTLS client before a DebugWriter can be set: libConn tees the dialogue
-		lc := &libConn{Conn: c, replay: greeting, plaintext: true, tee: logTo(protocol, log, false)}
+		lc := &libConn{Conn: c, replay: greeting, plaintext: true, logReplay: true}
+		lc.setLog(newLog)
 		_, err := smtp.NewClientStartTLS(lc, placeholder)
 		lc.handOver() // go-smtp has no goroutine: its client is simply dropped
 		if err != nil {
@@ -187,7 +188,7 @@ func startTLS(c net.Conn, protocol string, greeting []byte, host string, log fun
 		}
 		return nil, nil
 	}
-	caps, err := imapCaps(c, greeting, logTo(protocol, log, false), deadline)
+	caps, err := imapCaps(c, greeting, newLog, deadline)
 	if err != nil {
 		return caps, err
 	}
@@ -195,9 +196,9 @@ func startTLS(c net.Conn, protocol string, greeting []byte, host string, log fun
 		return caps, &mail.ProtocolError{Step: StepStartTLS, Response: "CAPABILITY " + strings.Join(caps, " "),
 			Err: mail.ErrStartTLSUnavailable}
 	}
-	lc := &libConn{Conn: c, replay: []byte(imapResumed), plaintext: true}
-	ic, err := imapclient.NewStartTLS(lc, &imapclient.Options{TLSConfig: placeholder,
-		DebugWriter: logTo(protocol, log, true)})
+	lc := &libConn{Conn: c, replay: []byte(imapResumed), plaintext: true} // the greeting is behind us: a stand-in
+	lc.setLog(newLog)
+	ic, err := imapclient.NewStartTLS(lc, &imapclient.Options{TLSConfig: placeholder})
 	if ic != nil {
 		ic.Close()
 	}
@@ -212,9 +213,10 @@ func startTLS(c net.Conn, protocol string, greeting []byte, host string, log fun
 
 // imapCaps reads the plaintext capabilities with a go-imap client on c (the greeting replayed), then takes c back
 // from it: its reader goroutine is stopped by a read deadline in the past, and c gets deadline again.
-func imapCaps(c net.Conn, greeting []byte, log io.Writer, deadline time.Time) ([]string, error) {
-	lc := &libConn{Conn: c, replay: greeting}
-	ic := imapclient.New(lc, &imapclient.Options{DebugWriter: log})
+func imapCaps(c net.Conn, greeting []byte, newLog func() (io.Writer, io.Writer), deadline time.Time) ([]string, error) {
+	lc := &libConn{Conn: c, replay: greeting, logReplay: true}
+	lc.setLog(newLog)
+	ic := imapclient.New(lc, nil)
 	set := ic.Caps()
 	var err error
 	if set == nil {
@@ -244,13 +246,19 @@ var errHandedOver = errors.New("connection handed back to the diagnosis ladder")
 // first line the server sent (the greeting), ignores the libraries' deadlines (the ladder sets one per step), and
 // can be handed back to the ladder: on a plaintext connection, the library's first TLS byte (a ClientHello after
 // STARTTLS) is refused and from then on nothing reaches the connection. replay is read before the connection's own
-// bytes, and writes wait until it has been read (go-imap sends its first command without waiting for the greeting:
-// the log then shows the dialogue in order). tee, when set, receives every byte read and written. Safe for
-// concurrent use (go-imap reads and writes from two goroutines).
+// bytes (logged when logReplay is set: a greeting the ladder read, not a stand-in), and writes wait until it has
+// been read (go-imap sends its first command without waiting for the greeting).
+//
+// libConn writes the protocol log, one writer per direction (mail.NewDialogueLog): what the library sends is
+// logged before it is sent and what it receives as it arrives, so the log shows the dialogue in order, and
+// pipelined commands cannot mix with answers. (The libraries' DebugWriter gets both directions in one stream, the
+// client's bytes after they left: answers came first in the log.) Safe for concurrent use (go-imap reads and writes
+// from two goroutines).
 type libConn struct {
 	net.Conn
-	plaintext bool
-	tee       io.Writer
+	plaintext      bool
+	logReplay      bool
+	sent, received io.Writer // the protocol log; nil: none
 
 	mu        sync.Mutex
 	replayed  *sync.Cond // signalled when replay is empty
@@ -271,7 +279,7 @@ func (c *libConn) Read(p []byte) (int, error) {
 	if len(c.replay) > 0 {
 		n := copy(p, c.replay)
 		c.replay = c.replay[n:]
-		c.noteRead(p[:n])
+		c.noteRead(p[:n], c.logReplay)
 		if len(c.replay) == 0 && c.replayed != nil {
 			c.replayed.Broadcast()
 		}
@@ -285,13 +293,20 @@ func (c *libConn) Read(p []byte) (int, error) {
 	if c.handed { // taken back while the library waited: what arrived is not the library's any more
 		return 0, errHandedOver
 	}
-	c.noteRead(p[:n])
+	c.noteRead(p[:n], true)
 	c.noteErr(err)
 	return n, err
 }
 
-// noteRead records the first line and tees; c.mu is held.
-func (c *libConn) noteRead(b []byte) {
+// setLog gives the connection the writers of its protocol log (newLog nil: none).
+func (c *libConn) setLog(newLog func() (io.Writer, io.Writer)) {
+	if newLog != nil {
+		c.sent, c.received = newLog()
+	}
+}
+
+// noteRead records the first line and logs b; c.mu is held.
+func (c *libConn) noteRead(b []byte, log bool) {
 	if !c.firstDone {
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			c.first, c.firstDone = append(c.first, b[:i]...), true
@@ -299,8 +314,8 @@ func (c *libConn) noteRead(b []byte) {
 			c.firstDone = true
 		}
 	}
-	if c.tee != nil && len(b) > 0 {
-		_, _ = c.tee.Write(b)
+	if log && c.received != nil && len(b) > 0 {
+		_, _ = c.received.Write(b)
 	}
 }
 
@@ -328,15 +343,14 @@ func (c *libConn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, errHandedOver
 	}
-	tee := c.tee
+	if c.sent != nil {
+		_, _ = c.sent.Write(p) // before the server can answer it
+	}
 	c.mu.Unlock()
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.noteErr(err)
-	if tee != nil && n > 0 {
-		_, _ = tee.Write(p[:n])
-	}
 	return n, err
 }
 

@@ -48,6 +48,16 @@ func NewLogWriter(protocol string, log func(string), secrets ...string) io.Write
 	return &logWriter{r: r}
 }
 
+// NewDialogueLog returns the writers of one dialogue's protocol log, under the policy of NewLogWriter, for a caller
+// that sees the two directions apart (a connection wrapper): sent takes what the client sends (write it before
+// sending, so that a reply never comes first in the log), received what it receives. Each direction keeps its own
+// lines, so pipelining cannot mix them; the policy's state (a SASL exchange, a message body) is shared. Both are
+// safe for concurrent use.
+func NewDialogueLog(protocol string, log func(string), secrets ...string) (sent, received io.Writer) {
+	r := NewLogWriter(protocol, log, secrets...).(*logWriter).r
+	return &logWriter{r: r}, &logWriter{r: r}
+}
+
 // Redact replaces every secret (and its base64 form) in s by Redacted.
 func Redact(s string, secrets ...string) string {
 	for _, sec := range secrets {

@@ -3,6 +3,7 @@ package mail
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/mail"
 	"strings"
 	"testing"
@@ -260,5 +261,28 @@ func TestAccountCheckAndString(t *testing.T) {
 		if strings.Contains(s, "s3cr3t") {
 			t.Errorf("password printed: %s", s)
 		}
+	}
+}
+
+// TestDialogueLog: with one writer per direction, a server line cut by a pipelined client command stays whole, and
+// the SASL state crosses directions (the client's payload is redacted until the server's final answer).
+func TestDialogueLog(t *testing.T) {
+	var got []string
+	sent, received := NewDialogueLog(ProtoIMAP, func(l string) { got = append(got, l) }, "hunter2pw")
+	for _, step := range []struct {
+		w    io.Writer
+		data string
+	}{
+		{sent, "T1 AUTHENTICATE PLAIN\r\n"}, {received, "+ \r\n"}, {sent, "AGFAYgBodW50ZXIycHc=\r\n"},
+		{received, "T1 OK done\r\n"}, {sent, "T2 STATUS \"A\" (MESSAGES)\r\n"}, {received, "* STATUS \"A\" (MESS"},
+		{sent, "T3 STATUS \"Dupont\" (MESSAGES)\r\n"}, {received, "AGES 1)\r\n* CAPABILITY IMAP4rev1\r\n"},
+	} {
+		if _, err := step.w.Write([]byte(step.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"T1 AUTHENTICATE PLAIN", "+", Redacted, "T1 OK", "T2 STATUS", "T3 STATUS", "* STATUS", "* CAPABILITY IMAP4rev1"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("log %q, want %q", got, want)
 	}
 }
