@@ -363,7 +363,7 @@ func TestReportsNameNoFolderOrAddress(t *testing.T) {
 		{"smtp starttls send", d.Submission, diagnosis.ProtocolSMTP, bruno, mail.StartTLS, mail.AuthAuto, true},
 		{"smtp implicit sender only", d.SubmissionS, diagnosis.ProtocolSMTP, "", mail.Implicit, mail.AuthAuto, true},
 		{"smtp plain password send", d.Submission, diagnosis.ProtocolSMTP, alice, mail.StartTLS, mail.AuthPlain, true},
-		{"smtp unknown recipient", d.SubmissionS, diagnosis.ProtocolSMTP, unknown, mail.Implicit, mail.AuthAuto, false},
+		{"smtp unknown local recipient", d.SubmissionS, diagnosis.ProtocolSMTP, unknown, mail.Implicit, mail.AuthAuto, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
