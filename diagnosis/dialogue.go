@@ -45,7 +45,7 @@ func (r *run) dialogueLog() (sent, received io.Writer) {
 // libConnFor wraps the TLS connection for the protocol library, with the stand-in greeting after STARTTLS (not
 // logged: the server sent none).
 func (r *run) libConnFor(tc *tls.Conn, afterSTARTTLS bool, resumed string) *libConn {
-	lc := &libConn{Conn: tc, logReplay: false}
+	lc := &libConn{Conn: tc}
 	lc.setLog(r.dialogueLog)
 	if afterSTARTTLS {
 		lc.replay = []byte(resumed)
@@ -65,20 +65,25 @@ func greetingFailure(protocol string, lc *libConn, err error) error {
 	return &GreetingError{Protocol: protocol, Timeout: isTimeout(err), Err: err}
 }
 
-// imapDialogue speaks IMAP with go-imap.
-type imapDialogue struct {
+// conversation is what both dialogues hold: the run, and the connection lent to the library.
+type conversation struct {
 	r  *run
 	lc *libConn
-	c  *imapclient.Client
+}
+
+// errorOf returns a client error with its type (see libConn.explain) and card cause (session.Record.Explain).
+func (v *conversation) errorOf(err error) error { return v.r.rec.Explain(v.lc.explain(err)) }
+
+// imapDialogue speaks IMAP with go-imap.
+type imapDialogue struct {
+	conversation
+	c *imapclient.Client
 }
 
 func (d *imapDialogue) open(tc *tls.Conn, afterSTARTTLS bool) {
 	d.lc = d.r.libConnFor(tc, afterSTARTTLS, imapResumed)
 	d.c = imapclient.New(d.lc, nil)
 }
-
-// errorOf returns a client error with its type (see libConn.explain) and card cause (session.Record.Explain).
-func (d *imapDialogue) errorOf(err error) error { return d.r.rec.Explain(d.lc.explain(err)) }
 
 func (d *imapDialogue) greeting(context.Context) (string, error) {
 	if err := d.c.WaitGreeting(); err != nil {
@@ -137,8 +142,7 @@ func (d *imapDialogue) close() {
 
 // smtpDialogue speaks SMTP submission with go-smtp.
 type smtpDialogue struct {
-	r             *run
-	lc            *libConn
+	conversation
 	c             *smtp.Client
 	afterSTARTTLS bool
 }
@@ -147,8 +151,6 @@ func (d *smtpDialogue) open(tc *tls.Conn, afterSTARTTLS bool) {
 	d.lc, d.afterSTARTTLS = d.r.libConnFor(tc, afterSTARTTLS, smtpResumed), afterSTARTTLS
 	d.c = smtp.NewClient(d.lc)
 }
-
-func (d *smtpDialogue) errorOf(err error) error { return d.r.rec.Explain(d.lc.explain(err)) }
 
 // greeting is the greeting step of implicit TLS: the greeting and the answer to EHLO (go-smtp reads both in Hello).
 func (d *smtpDialogue) greeting(context.Context) (string, error) {

@@ -121,10 +121,10 @@ func newRun(sessions *session.Manager, t Target) *run {
 	r := &run{t: t, sessions: sessions, rep: newReport(), log: &protoLog{}}
 	if t.Protocol == ProtocolSMTP {
 		r.srv = t.Account.SMTP
-		r.talk = &smtpDialogue{r: r}
+		r.talk = &smtpDialogue{conversation: conversation{r: r}}
 	} else {
 		r.srv = t.Account.IMAP
-		r.talk = &imapDialogue{r: r}
+		r.talk = &imapDialogue{conversation: conversation{r: r}}
 	}
 	return r
 }

@@ -171,9 +171,9 @@ func (r *run) startTLS(ctx context.Context) (string, error) {
 // offer it; go-smtp sends EHLO, checks the STARTTLS extension and sends STARTTLS. The library's own TLS client is
 // stopped before its first byte (libConn hands c back), and c is then ready for the caller's handshake; deadline is
 // the connection's deadline meanwhile. newLog (may be nil) gives the writers of the dialogue's log. It returns the
-// plaintext capabilities it saw. A
-// server that does not offer or refuses STARTTLS gives a *mail.ProtocolError wrapping mail.ErrStartTLSUnavailable;
-// other errors keep the type the connection saw.
+// plaintext capabilities it saw (IMAP only: go-smtp does not list them). A server that does not offer or refuses
+// STARTTLS gives a *mail.ProtocolError wrapping mail.ErrStartTLSUnavailable; other errors keep the type the
+// connection saw.
 func startTLS(c net.Conn, protocol string, greeting []byte, host string, newLog func() (io.Writer, io.Writer),
 	deadline time.Time) ([]string, error) {
 	// never used for a handshake: libConn refuses the library's ClientHello
