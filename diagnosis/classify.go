@@ -180,7 +180,8 @@ func Classify(err error, f Facts) Code {
 	return Internal
 }
 
-// cardCode maps the errors of the card side (packages session and token).
+// cardCode maps the errors of the card side (packages session and token). CardWrongIdentity has no case yet: the
+// session manager's card-identity check (issue 9) brings the error it maps from.
 func cardCode(err error) (Code, bool) {
 	var pin *token.PINError
 	switch {
