@@ -96,6 +96,16 @@ func account(t testing.TB, addr string, sec mail.Security, policy string, caFile
 	return mail.Account{Address: bench.DefaultEmail(bench.AliceName), IMAP: srv, SMTP: srv, Auth: mail.AuthAuto, Policy: pol}
 }
 
+// dovecotAccount is Alice's account on d at addr, logging in with auth (and password, unless auth is auto: the card).
+func dovecotAccount(t testing.TB, d *mailsrv.Dovecot, addr string, sec mail.Security, auth mail.Auth, password string) mail.Account {
+	acct := account(t, addr, sec, "default", []string{d.CAFile})
+	acct.Auth = auth
+	if auth != mail.AuthAuto {
+		acct.Password = password
+	}
+	return acct
+}
+
 // TestScenarios runs the ladder against every misconfigured server of mailsrv.Scenarios() and asserts the exact
 // code, with Alice's card inserted and the bench PIN.
 func TestScenarios(t *testing.T) {
@@ -165,11 +175,7 @@ func TestDovecotHappyPath(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			acct := account(t, c.addr, c.sec, "default", []string{d.CAFile})
-			acct.Auth = c.auth
-			if c.auth != mail.AuthAuto {
-				acct.Password = password
-			}
+			acct := dovecotAccount(t, d, c.addr, c.sec, c.auth, password)
 			tg := diagnosis.Target{Account: acct, Protocol: c.protocol, Timeout: 10 * time.Second}
 			if c.protocol == diagnosis.ProtocolSMTP {
 				tg.SendTo = alice
@@ -367,11 +373,7 @@ func TestReportsNameNoFolderOrAddress(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			acct := account(t, c.addr, c.sec, "default", []string{d.CAFile})
-			acct.Auth = c.auth
-			if c.auth != mail.AuthAuto {
-				acct.Password = password
-			}
+			acct := dovecotAccount(t, d, c.addr, c.sec, c.auth, password)
 			tg := diagnosis.Target{Account: acct, Protocol: c.protocol, SendTo: c.to, Timeout: 10 * time.Second}
 			rep := diagnosis.Run(context.Background(), f.m, tg)
 			if c.wantOK && !rep.OK {

@@ -579,39 +579,49 @@ func TestCancelDuringEveryStep(t *testing.T) {
 	t.Logf("worst cancel → return over %d steps: %v", len(cases), worst)
 }
 
-// TestReportHidesEchoedAddresses: servers that echo the account's address or the recipient in a refusal (Postfix's
-// "Sender address rejected", a login refusal naming the user) do not put them in the report: the log keeps response
-// codes only, and the step detail and error show AddressOmitted where the address was.
-func TestReportHidesEchoedAddresses(t *testing.T) {
-	p := newStubPKI(t)
-	const user, to = "Alice.Martin@Example.test", "patient.dupont@example.test"
-	smtpAddr := serve(t, func(c net.Conn) {
+// tlsLineServer serves implicit TLS with p's certificate on loopback: greeting, then answer(line) for each line the
+// client sends (CRLF included).
+func tlsLineServer(t *testing.T, p *stubPKI, greeting string, answer func(line string) string) string {
+	return serve(t, func(c net.Conn) {
 		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{p.cert}})
 		if tc.Handshake() != nil {
 			return
 		}
 		r := bufio.NewReader(tc)
-		io.WriteString(tc, "220 stub ESMTP\r\n")
+		io.WriteString(tc, greeting)
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			switch cmd := strings.ToUpper(line); {
-			case strings.HasPrefix(cmd, "EHLO"):
-				io.WriteString(tc, "250-stub greets "+strings.ToLower(user)+"\r\n250 AUTH PLAIN\r\n")
-			case strings.HasPrefix(cmd, "AUTH"):
-				io.WriteString(tc, "235 2.7.0 "+user+" logged in\r\n")
-			case strings.HasPrefix(cmd, "MAIL"):
-				io.WriteString(tc, "250 2.1.0 <"+user+"> ok\r\n")
-			case strings.HasPrefix(cmd, "RCPT"):
-				io.WriteString(tc, "553 5.7.1 <"+strings.ToUpper(to)+">: Recipient address rejected\r\n")
-			default:
-				io.WriteString(tc, "250 ok\r\n")
-			}
+			io.WriteString(tc, answer(line))
 		}
 	})
-	imapAddr := serve(t, (&imapStub{p: p, tlsConfig: &tls.Config{Certificates: []tls.Certificate{p.cert}}}).handle2(user))
+}
+
+// TestReportHidesEchoedAddresses: servers that echo the account's address or the recipient in a refusal (Postfix's
+// "Recipient address rejected", a login refusal naming the user) do not put them in the report: the log keeps
+// response codes only, and the step detail and error show AddressOmitted where the address was.
+func TestReportHidesEchoedAddresses(t *testing.T) {
+	p := newStubPKI(t)
+	const user, to = "Alice.Martin@Example.test", "patient.dupont@example.test"
+	smtpAddr := tlsLineServer(t, p, "220 stub ESMTP\r\n", func(line string) string {
+		switch cmd := strings.ToUpper(line); {
+		case strings.HasPrefix(cmd, "EHLO"):
+			return "250-stub greets " + strings.ToLower(user) + "\r\n250 AUTH PLAIN\r\n"
+		case strings.HasPrefix(cmd, "AUTH"):
+			return "235 2.7.0 " + user + " logged in\r\n"
+		case strings.HasPrefix(cmd, "MAIL"):
+			return "250 2.1.0 <" + user + "> ok\r\n"
+		case strings.HasPrefix(cmd, "RCPT"):
+			return "553 5.7.1 <" + strings.ToUpper(to) + ">: Recipient address rejected\r\n"
+		}
+		return "250 ok\r\n"
+	})
+	imapAddr := tlsLineServer(t, p, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] stub ready\r\n", func(line string) string {
+		tag, _, _ := strings.Cut(line, " ")
+		return tag + " NO [AUTHENTICATIONFAILED] unknown user " + user + "\r\n"
+	})
 	for _, c := range []struct {
 		addr, protocol string
 		want           Code
@@ -627,26 +637,6 @@ func TestReportHidesEchoedAddresses(t *testing.T) {
 			if strings.Contains(all, strings.ToLower(a)) {
 				t.Errorf("%s: %q in the report:\n%s", c.protocol, a, rep.Text())
 			}
-		}
-	}
-}
-
-// handle2 serves implicit TLS and refuses every login naming user.
-func (s *imapStub) handle2(user string) func(net.Conn) {
-	return func(c net.Conn) {
-		tc := tls.Server(c, s.tlsConfig)
-		if tc.Handshake() != nil {
-			return
-		}
-		r := bufio.NewReader(tc)
-		io.WriteString(tc, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] stub ready\r\n")
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			tag, _, _ := strings.Cut(line, " ")
-			io.WriteString(tc, tag+" NO [AUTHENTICATIONFAILED] unknown user "+user+"\r\n")
 		}
 	}
 }
