@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
@@ -130,18 +129,7 @@ func TestClassify(t *testing.T) {
 // TestClassifyRealTLSErrors feeds Classify the errors crypto/tls really returns, so that the table above does not
 // drift from the library's error shapes.
 func TestClassifyRealTLSErrors(t *testing.T) {
-	pki, err := bench.NewPKI(t.TempDir(), "Classify Test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := pki.ServerCert("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newStubPKI(t)
 	cases := []struct {
 		name      string
 		server    *tls.Config
@@ -167,7 +155,7 @@ func TestClassifyRealTLSErrors(t *testing.T) {
 			}
 			t.Cleanup(func() { ln.Close() })
 			scfg := c.server.Clone()
-			scfg.Certificates = []tls.Certificate{cert}
+			scfg.Certificates = []tls.Certificate{p.cert}
 			go func() {
 				conn, err := ln.Accept()
 				if err != nil {
@@ -182,7 +170,7 @@ func TestClassifyRealTLSErrors(t *testing.T) {
 			}()
 			ccfg := c.client.Clone()
 			if ccfg.RootCAs == nil {
-				ccfg.RootCAs = pki.Pool()
+				ccfg.RootCAs = p.pki.Pool()
 			}
 			if ccfg.ServerName == "" {
 				ccfg.ServerName = "127.0.0.1"
