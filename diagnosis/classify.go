@@ -180,8 +180,7 @@ func Classify(err error, f Facts) Code {
 	return Internal
 }
 
-// cardCode maps the errors of the card side (packages session and token). CardWrongIdentity has no case yet: the
-// session manager's card-identity check (issue 9) brings the error it maps from.
+// cardCode maps the errors of the card side (packages session and token).
 func cardCode(err error) (Code, bool) {
 	var pin *token.PINError
 	switch {
