@@ -45,8 +45,8 @@ func (d *Dialer) timeout() time.Duration {
 type Trace struct {
 	// Step is called after each step with its outcome and duration.
 	Step func(step string, err error, d time.Duration)
-	// Log receives the protocol dialogue line by line ("C: ..." sent, "S: ..." received), with login arguments and
-	// SASL payloads replaced by "***": the password never reaches it.
+	// Log receives the protocol dialogue line by line under the log policy of NewLogWriter (commands and response
+	// codes; credentials replaced by Redacted, no mailbox name, address or message text).
 	Log func(line string)
 	// Facts, when set, is filled by the TLS policy (server chain, version, suite, revocation).
 	Facts *tlspolicy.Facts
