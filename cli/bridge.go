@@ -151,7 +151,7 @@ func (o *bridgeOutput) event(ev bridge.Event) {
 	line := bridgeEvent{Event: ev.Kind, Time: ev.Time.UTC().Format(time.RFC3339Nano), Protocol: ev.Protocol,
 		Client: ev.Client, Reader: ev.Reader, Code: ev.Code, Clients: ev.Clients}
 	if ev.Code != "" {
-		line.Message = words.Message(o.lang, ev.Code)
+		line.Message = headline(o.lang, ev.Code)
 	}
 	if ev.Err != nil && ev.Kind != bridge.CardRemoved && ev.Kind != bridge.CardInserted {
 		line.Detail = ev.Err.Error()

@@ -23,12 +23,15 @@ type outcome struct {
 	Detail  string         `json:"detail,omitempty"` // the technical error, for IT support
 }
 
+// headline is a code's plain-words message.
+func headline(lang words.Lang, code diagnosis.Code) string { return words.Message(lang, code) }
+
 // outcomeOf classifies err (nil: ok) and puts the code into words; a message that may have been delivered although
 // the server's answer was lost says so.
 func outcomeOf(lang words.Lang, err error) outcome {
 	o := outcome{Code: diagnosis.Classify(err, diagnosis.Facts{})}
 	o.OK = o.Code == diagnosis.OK
-	o.Message, o.Remedy = words.Message(lang, o.Code), words.Remedy(lang, o.Code)
+	o.Message, o.Remedy = headline(lang, o.Code), words.Remedy(lang, o.Code)
 	if errors.Is(err, mail.ErrDeliveryUnconfirmed) {
 		o.Message = words.T(lang, "sendtest.unconfirmed", nil)
 	}
@@ -46,6 +49,6 @@ func (o outcome) print(w io.Writer) {
 // explainReport puts a diagnosis report's code into words (its contract fields message and remedy), before it is
 // printed as JSON or text.
 func explainReport(lang words.Lang, r *diagnosis.Report) *diagnosis.Report {
-	r.Message, r.Remedy = words.Message(lang, r.Code), words.Remedy(lang, r.Code)
+	r.Message, r.Remedy = headline(lang, r.Code), words.Remedy(lang, r.Code)
 	return r
 }

@@ -371,7 +371,7 @@ func (bp *bridgePanel) refresh() {
 		bp.lastErr.Importance = widget.LowImportance
 	} else {
 		bp.lastErr.SetText(bp.t("bridge.last_error", map[string]any{"Time": st.LastTime.Local().Format("15:04"),
-			"Reason": words.Message(bp.lang, st.LastCode) + " " + words.Remedy(bp.lang, st.LastCode)}))
+			"Reason": headline(bp.lang, st.LastCode) + " " + remedy(bp.lang, st.LastCode)}))
 		bp.lastErr.Importance = widget.WarningImportance
 	}
 	bp.lastErr.Refresh()
