@@ -101,9 +101,9 @@ func accountOf(p *profile.Profile, policy func(name string, caFiles []string) (*
 	}
 	return mail.Account{
 		Address: p.Address,
-		IMAP:    mail.Server{Host: p.IMAP.Host, Port: p.IMAP.Port, Security: mail.Security(p.IMAP.Security)},
-		SMTP:    mail.Server{Host: p.SMTP.Host, Port: p.SMTP.Port, Security: mail.Security(p.SMTP.Security)},
-		Auth:    mail.Auth(p.Login),
+		IMAP:    profile.Server{Host: p.IMAP.Host, Port: p.IMAP.Port, Security: profile.Security(p.IMAP.Security)},
+		SMTP:    profile.Server{Host: p.SMTP.Host, Port: p.SMTP.Port, Security: profile.Security(p.SMTP.Security)},
+		Auth:    profile.Login(p.Login),
 		Policy:  pol,
 		Cert:    session.Selection{CertSHA256: p.CertSHA256},
 	}, nil

@@ -20,20 +20,10 @@ import (
 	"github.com/cardmail/cardmail/profile"
 )
 
-// Security says how a connection gets TLS.
-type Security string
-
-// Security modes.
-const (
-	Implicit Security = "implicit" // socketType SSL, _imaps / _submissions
-	StartTLS Security = "starttls" // socketType STARTTLS, _imap / _submission
-)
-
-// Server is one candidate endpoint.
+// Server is one candidate endpoint: the profile's server model (socketType SSL or _imaps / _submissions is
+// profile.Implicit, STARTTLS or _imap / _submission is profile.StartTLS) with what discovery learnt about it.
 type Server struct {
-	Host     string
-	Port     int
-	Security Security
+	profile.Server
 	// Username is the XML's <username> with placeholders replaced (usually the address); "" from SRV.
 	Username string
 	// Auth lists the XML's <authentication> values as written, in order ("password-cleartext",
@@ -104,7 +94,7 @@ type xmlServer struct {
 }
 
 // ParseConfig parses a Thunderbird autoconfig document (clientConfig version 1.1) for address: incomingServer
-// type="imap" and outgoingServer type="smtp" become candidates, socketType SSL → Implicit, STARTTLS → StartTLS;
+// type="imap" and outgoingServer type="smtp" become candidates, socketType SSL → profile.Implicit, STARTTLS → profile.StartTLS;
 // plain and unknown socket types, other protocols, bad hosts and ports go to Rejected. The placeholders
 // %EMAILADDRESS%, %EMAILLOCALPART% and %EMAILDOMAIN% are replaced in host names, user names and the display name.
 // The document may be UTF-8, US-ASCII or ISO-8859-1.
@@ -155,12 +145,12 @@ func (c *Config) add(s xmlServer, protocol string, list *[]Server, subst *string
 		reject(strings.TrimSpace(s.Type), RejectOtherProtocol)
 		return
 	}
-	var sec Security
+	var sec profile.Security
 	switch strings.ToUpper(strings.TrimSpace(s.SocketType)) {
 	case "SSL":
-		sec = Implicit
+		sec = profile.Implicit
 	case "STARTTLS":
-		sec = StartTLS
+		sec = profile.StartTLS
 	case "PLAIN":
 		reject(protocol, RejectPlain)
 		return
@@ -177,7 +167,7 @@ func (c *Config) add(s xmlServer, protocol string, list *[]Server, subst *string
 		reject(protocol, RejectPort)
 		return
 	}
-	srv := Server{Host: host, Port: n, Security: sec, Username: strings.TrimSpace(subst.Replace(s.Username))}
+	srv := Server{Server: profile.Server{Host: host, Port: n, Security: sec}, Username: strings.TrimSpace(subst.Replace(s.Username))}
 	for _, a := range s.Auth {
 		if a = strings.TrimSpace(a); a != "" {
 			srv.Auth = append(srv.Auth, a)

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cardmail/cardmail/profile"
 )
 
 const goodXML = `<?xml version="1.0" encoding="UTF-8"?>
@@ -52,10 +54,10 @@ func TestParseConfig(t *testing.T) {
 	wantGood := &Config{
 		DisplayName: "Messagerie clinic.test",
 		IMAP: []Server{
-			{Host: "imap.clinic.test", Port: 993, Security: Implicit, Username: addr, Auth: []string{"TLS-client-cert", "password-cleartext"}},
-			{Host: "imap.clinic.test", Port: 143, Security: StartTLS, Username: "dr.martin"},
+			{Server: profile.Server{Host: "imap.clinic.test", Port: 993, Security: profile.Implicit}, Username: addr, Auth: []string{"TLS-client-cert", "password-cleartext"}},
+			{Server: profile.Server{Host: "imap.clinic.test", Port: 143, Security: profile.StartTLS}, Username: "dr.martin"},
 		},
-		SMTP: []Server{{Host: "smtp.clinic.test", Port: 465, Security: Implicit, Username: addr}},
+		SMTP: []Server{{Server: profile.Server{Host: "smtp.clinic.test", Port: 465, Security: profile.Implicit}, Username: addr}},
 		Rejected: []Rejected{
 			{Protocol: "pop3", Host: "pop.clinic.test", Port: "995", Reason: RejectOtherProtocol},
 			{Protocol: "smtp", Host: "smtp.clinic.test", Port: "25", Reason: RejectPlain},
@@ -78,7 +80,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "good", data: goodXML, want: wantGood},
 		{name: "no servers", data: doc(`<displayShortName>X</displayShortName>`), want: &Config{DisplayName: "X"}},
 		{name: "duplicate", data: doc(server("imap", "a.test", "993", "SSL") + server("IMAP", "A.test", "993", "ssl")),
-			want: &Config{IMAP: []Server{{Host: "a.test", Port: 993, Security: Implicit}}}},
+			want: &Config{IMAP: []Server{{Server: profile.Server{Host: "a.test", Port: 993, Security: profile.Implicit}}}}},
 		{name: "plain", data: doc(server("imap", "a.test", "143", "plain")), rejected: []string{RejectPlain}},
 		{name: "unknown socket", data: doc(server("imap", "a.test", "993", "TLS")), rejected: []string{RejectSocketType}},
 		{name: "bad port", data: doc(server("imap", "a.test", "99999", "SSL") + server("imap", "a.test", "x", "SSL") + server("imap", "a.test", "", "SSL")),
@@ -86,7 +88,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad host", data: doc(server("imap", "%UNKNOWN%.test", "993", "SSL") + server("imap", "", "993", "SSL") + server("imap", "a b", "993", "SSL")),
 			rejected: []string{RejectHost, RejectHost, RejectHost}},
 		{name: "ip host", data: doc(server("imap", "192.0.2.1", "993", "SSL")),
-			want: &Config{IMAP: []Server{{Host: "192.0.2.1", Port: 993, Security: Implicit}}}},
+			want: &Config{IMAP: []Server{{Server: profile.Server{Host: "192.0.2.1", Port: 993, Security: profile.Implicit}}}}},
 		{name: "latin1", data: `<?xml version="1.0" encoding="ISO-8859-1"?>` + doc("<displayName>Sant\xe9</displayName>"),
 			want: &Config{DisplayName: "Santé"}},
 		{name: "unsupported charset", data: `<?xml version="1.0" encoding="EBCDIC"?>` + doc(""), err: isXMLError},
@@ -165,7 +167,7 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		for _, list := range [][]Server{cfg.IMAP, cfg.SMTP} {
 			for _, s := range list {
-				if !validHost(s.Host) || s.Port < 1 || s.Port > 65535 || (s.Security != Implicit && s.Security != StartTLS) {
+				if !validHost(s.Host) || s.Port < 1 || s.Port > 65535 || (s.Security != profile.Implicit && s.Security != profile.StartTLS) {
 					t.Fatalf("bad candidate %+v", s)
 				}
 			}

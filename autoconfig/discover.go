@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cardmail/cardmail/profile"
 )
 
 // Source says where a Result came from.
@@ -220,15 +222,15 @@ func (d *discoverer) fetch(ctx context.Context, u string) ([]byte, error) {
 type srvService struct {
 	service  string
 	protocol string // "imap" or "smtp"
-	security Security
+	security profile.Security
 }
 
 // srvServices in lookup order; the order also breaks priority ties (implicit TLS first).
 var srvServices = []srvService{
-	{"imaps", "imap", Implicit},
-	{"imap", "imap", StartTLS},
-	{"submissions", "smtp", Implicit},
-	{"submission", "smtp", StartTLS},
+	{"imaps", "imap", profile.Implicit},
+	{"imap", "imap", profile.StartTLS},
+	{"submissions", "smtp", profile.Implicit},
+	{"submission", "smtp", profile.StartTLS},
 }
 
 type srvCandidate struct {
@@ -268,7 +270,7 @@ func (d *discoverer) trySRV(ctx context.Context) (*Result, []Attempt) {
 			if !validHost(host) || r.Port == 0 {
 				continue
 			}
-			c := srvCandidate{Server: Server{Host: host, Port: int(r.Port), Security: svc.security,
+			c := srvCandidate{Server: Server{Server: profile.Server{Host: host, Port: int(r.Port), Security: svc.security},
 				OutsideDomain: !InDomain(host, d.domain)}, priority: r.Priority, rank: rank}
 			rank++
 			found++

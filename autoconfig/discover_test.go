@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"golang.org/x/net/dns/dnsmessage"
 )
 
@@ -195,16 +197,16 @@ func TestDiscover(t *testing.T) {
 	malformed := serveXML(`<clientConfig><emailProvider><incomingServer type="imap">`)
 
 	wantXML := []Server{
-		{Host: "imap.clinic.test", Port: 993, Security: Implicit, Username: addr, Auth: []string{"TLS-client-cert", "password-cleartext"}},
-		{Host: "imap.clinic.test", Port: 143, Security: StartTLS, Username: "dr.martin"},
+		{Server: profile.Server{Host: "imap.clinic.test", Port: 993, Security: profile.Implicit}, Username: addr, Auth: []string{"TLS-client-cert", "password-cleartext"}},
+		{Server: profile.Server{Host: "imap.clinic.test", Port: 143, Security: profile.StartTLS}, Username: "dr.martin"},
 	}
 	wantSRV := []Server{
-		{Host: "imap1.clinic.test", Port: 993, Security: Implicit}, // priority 0, implicit first at a tie
-		{Host: "imap1.clinic.test", Port: 143, Security: StartTLS}, // priority 0
-		{Host: "imap2.clinic.test", Port: 993, Security: Implicit}, // priority 10
-		{Host: "imap3.clinic.test", Port: 143, Security: StartTLS}, // priority 20
+		{Server: profile.Server{Host: "imap1.clinic.test", Port: 993, Security: profile.Implicit}}, // priority 0, implicit first at a tie
+		{Server: profile.Server{Host: "imap1.clinic.test", Port: 143, Security: profile.StartTLS}}, // priority 0
+		{Server: profile.Server{Host: "imap2.clinic.test", Port: 993, Security: profile.Implicit}}, // priority 10
+		{Server: profile.Server{Host: "imap3.clinic.test", Port: 143, Security: profile.StartTLS}}, // priority 20
 	}
-	wantSRVSMTP := []Server{{Host: "smtp.clinic.test", Port: 587, Security: StartTLS}} // submissions is "."
+	wantSRVSMTP := []Server{{Server: profile.Server{Host: "smtp.clinic.test", Port: 587, Security: profile.StartTLS}}} // submissions is "."
 
 	isTimeout := func(err error) bool {
 		var ne net.Error
@@ -464,8 +466,8 @@ func TestDiscoverSRVOutsideDomain(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Result{Domain: "clinic.test", Source: SourceSRV, Target: "clinic.test",
-		IMAP: []Server{{Host: "mail.elsewhere.example", Port: 993, Security: Implicit, OutsideDomain: true}},
-		SMTP: []Server{{Host: "smtp.clinic.test", Port: 587, Security: StartTLS}, {Host: "clinic.test", Port: 587, Security: StartTLS}}}
+		IMAP: []Server{{Server: profile.Server{Host: "mail.elsewhere.example", Port: 993, Security: profile.Implicit}, OutsideDomain: true}},
+		SMTP: []Server{{Server: profile.Server{Host: "smtp.clinic.test", Port: 587, Security: profile.StartTLS}}, {Server: profile.Server{Host: "clinic.test", Port: 587, Security: profile.StartTLS}}}}
 	res.Attempts = nil
 	if !reflect.DeepEqual(res, want) {
 		t.Errorf("Discover =\n%+v\nwant\n%+v", res, want)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/cardmail/cardmail/bridge"
@@ -86,7 +88,7 @@ func BenchmarkBridge(b *testing.B) {
 	}
 	defer ms.Close()
 	acct := c.acct
-	acct.IMAP, acct.SMTP = serverOf(b, ms.IMAPAddr, mail.Implicit), serverOf(b, ms.SMTPAddr, mail.Implicit)
+	acct.IMAP, acct.SMTP = serverOf(b, ms.IMAPAddr, profile.Implicit), serverOf(b, ms.SMTPAddr, profile.Implicit)
 	resuming, err := bridge.Start(bridge.Config{Account: acct, Dialer: &mail.Dialer{Sessions: c.m, Timeout: 15 * time.Second},
 		IMAPAddr: "127.0.0.1:0", Password: c.pw, Lang: words.English})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
@@ -201,8 +203,8 @@ func newUnitFixture(t *testing.T, opt unitOptions) *unitFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.acct = mail.Account{Address: bench.DefaultEmail(bench.AliceName), Auth: mail.AuthAuto, Policy: pol,
-		IMAP: serverOf(t, f.ms.IMAPAddr, mail.Implicit), SMTP: serverOf(t, f.ms.SMTPAddr, mail.Implicit)}
+	f.acct = mail.Account{Address: bench.DefaultEmail(bench.AliceName), Auth: profile.LoginAuto, Policy: pol,
+		IMAP: serverOf(t, f.ms.IMAPAddr, profile.Implicit), SMTP: serverOf(t, f.ms.SMTPAddr, profile.Implicit)}
 	if opt.pinCert {
 		sum := sha256.Sum256(ids.alice.Cert.Raw)
 		f.acct.Cert = session.Selection{CertSHA256: fmt.Sprintf("%x", sum)}

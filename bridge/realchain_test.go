@@ -22,6 +22,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
@@ -87,8 +89,8 @@ func newChain(t testing.TB, fill func(t testing.TB, dv *mailsrv.Dovecot, user st
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(c.b.Alice.Cert.Raw)
-	c.acct = mail.Account{Address: c.user, Auth: mail.AuthExternal, Policy: pol,
-		IMAP: serverOf(t, c.dv.IMAPS, mail.Implicit), SMTP: serverOf(t, c.dv.Submission, mail.StartTLS),
+	c.acct = mail.Account{Address: c.user, Auth: profile.LoginExternal, Policy: pol,
+		IMAP: serverOf(t, c.dv.IMAPS, profile.Implicit), SMTP: serverOf(t, c.dv.Submission, profile.StartTLS),
 		Cert: session.Selection{CertSHA256: fmt.Sprintf("%x", sum)}}
 	c.store = &bridge.Store{Dir: t.TempDir()}
 	if c.pw, err = c.store.Password(c.user); err != nil {
@@ -109,7 +111,7 @@ func newChain(t testing.TB, fill func(t testing.TB, dv *mailsrv.Dovecot, user st
 	return c
 }
 
-func serverOf(t testing.TB, addr string, sec mail.Security) mail.Server {
+func serverOf(t testing.TB, addr string, sec profile.Security) profile.Server {
 	t.Helper()
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -117,7 +119,7 @@ func serverOf(t testing.TB, addr string, sec mail.Security) mail.Server {
 	}
 	var port int
 	fmt.Sscan(p, &port)
-	return mail.Server{Host: h, Port: port, Security: sec}
+	return profile.Server{Host: h, Port: port, Security: sec}
 }
 
 // insert puts card (0 Alice, 1 Bruno) in slot 0 and waits until the manager has seen it.

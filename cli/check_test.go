@@ -10,9 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
-	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -81,7 +82,7 @@ func TestServerFlag(t *testing.T) {
 		{"[::1]:1993", "implicit", "::1", 1993, "implicit"},
 	}
 	for _, c := range cases {
-		s, err := server(c.in, mail.Security(c.sec), 993, 143)
+		s, err := server(c.in, profile.Security(c.sec), 993, 143)
 		if err != nil || s.Host != c.wantHost || s.Port != c.wantPort || string(s.Security) != c.wantSec {
 			t.Errorf("server(%q, %q) = %+v, %v", c.in, c.sec, s, err)
 		}

@@ -79,7 +79,7 @@ func addTargetFlags(fs *flag.FlagSet, withRepeat bool) *targetFlags {
 	fs.Var(&f.ca, "ca", "extra trust anchor FILE (PEM), repeatable")
 	fs.StringVar(&f.policy, "tls-policy", string(tlspolicy.Default), "default|mssante")
 	fs.StringVar(&f.user, "user", "", "mailbox address ADDR (login name, SMTP sender)")
-	fs.StringVar(&f.auth, "auth", string(mail.AuthAuto), "auto|external|login|plain")
+	fs.StringVar(&f.auth, "auth", string(profile.LoginAuto), "auto|external|login|plain")
 	fs.StringVar(&f.module, "module", "", "PKCS#11 module PATH (default: $"+EnvModule+" or the first known module)")
 	fs.StringVar(&f.token, "token", "", "use a certificate of the token with this LABEL")
 	fs.StringVar(&f.cert, "cert", "", "use the certificate with this SHA256 fingerprint or CKA_ID (hex)")
@@ -106,13 +106,13 @@ func (f *targetFlags) validate() error {
 	case f.timeout <= 0:
 		return fmt.Errorf("%w: --timeout must be positive", errUsage)
 	}
-	switch mail.Auth(f.auth) {
-	case mail.AuthAuto, mail.AuthExternal, mail.AuthLogin, mail.AuthPlain:
+	switch profile.Login(f.auth) {
+	case profile.LoginAuto, profile.LoginExternal, profile.LoginLogin, profile.LoginPlain:
 	default:
 		return fmt.Errorf("%w: --auth %q: want auto, external, login or plain", errUsage, f.auth)
 	}
-	switch mail.Security(f.security) {
-	case "", mail.Implicit, mail.StartTLS:
+	switch profile.Security(f.security) {
+	case "", profile.Implicit, profile.StartTLS:
 	default:
 		return fmt.Errorf("%w: --tls %q: want implicit or starttls", errUsage, f.security)
 	}
@@ -152,15 +152,15 @@ func (f *targetFlags) account(env Env) (mail.Account, error) {
 	if f.imap == "" && f.smtp == "" {
 		return a, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
 	}
-	a.Auth = mail.Auth(f.auth)
+	a.Auth = profile.Login(f.auth)
 	var err error
 	if f.imap != "" {
-		if a.IMAP, err = server(f.imap, mail.Security(f.security), 993, 143); err != nil {
+		if a.IMAP, err = server(f.imap, profile.Security(f.security), 993, 143); err != nil {
 			return a, fmt.Errorf("%w: --imap: %w", errUsage, err)
 		}
 	}
 	if f.smtp != "" {
-		if a.SMTP, err = server(f.smtp, mail.Security(f.security), 465, 587); err != nil {
+		if a.SMTP, err = server(f.smtp, profile.Security(f.security), 465, 587); err != nil {
 			return a, fmt.Errorf("%w: --smtp: %w", errUsage, err)
 		}
 	}
@@ -196,33 +196,33 @@ func (f *targetFlags) profileAccount(env Env) (mail.Account, error) {
 
 // server parses HOST[:PORT]. Without --tls the mode follows the port: STARTTLS for the STARTTLS port (143 or 587)
 // and 25, implicit TLS otherwise; without a port, the mode's usual port.
-func server(s string, sec mail.Security, implicitPort, starttlsPort int) (mail.Server, error) {
+func server(s string, sec profile.Security, implicitPort, starttlsPort int) (profile.Server, error) {
 	host, portStr, err := net.SplitHostPort(s)
 	if err != nil {
 		host, portStr = strings.Trim(s, "[]"), ""
 	}
 	if host == "" {
-		return mail.Server{}, fmt.Errorf("no host in %q", s)
+		return profile.Server{}, fmt.Errorf("no host in %q", s)
 	}
 	port := 0
 	if portStr != "" {
 		if port, err = strconv.Atoi(portStr); err != nil || port <= 0 || port > 65535 {
-			return mail.Server{}, fmt.Errorf("bad port in %q", s)
+			return profile.Server{}, fmt.Errorf("bad port in %q", s)
 		}
 	}
 	switch {
 	case sec == "" && port == 0:
-		sec, port = mail.Implicit, implicitPort
+		sec, port = profile.Implicit, implicitPort
 	case sec == "" && (port == starttlsPort || port == 25):
-		sec = mail.StartTLS
+		sec = profile.StartTLS
 	case sec == "":
-		sec = mail.Implicit
-	case port == 0 && sec == mail.Implicit:
+		sec = profile.Implicit
+	case port == 0 && sec == profile.Implicit:
 		port = implicitPort
 	case port == 0:
 		port = starttlsPort
 	}
-	return mail.Server{Host: host, Port: port, Security: sec}, nil
+	return profile.Server{Host: host, Port: port, Security: sec}, nil
 }
 
 // cacheDir returns the per-user CRL cache directory; without one it tells the person why no CRL is kept (in plain

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
@@ -78,7 +80,7 @@ func (f *cardFixture) insert(t testing.TB) {
 }
 
 // account builds an account for addr (host:port) with the given policy and trust.
-func account(t testing.TB, addr string, sec mail.Security, policy string, caFiles []string) mail.Account {
+func account(t testing.TB, addr string, sec profile.Security, policy string, caFiles []string) mail.Account {
 	t.Helper()
 	pol, err := tlspolicy.New(tlspolicy.Name(policy), caFiles, t.TempDir())
 	if err != nil {
@@ -92,15 +94,15 @@ func account(t testing.TB, addr string, sec mail.Security, policy string, caFile
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mail.Server{Host: host, Port: port, Security: mail.Security(sec)}
-	return mail.Account{Address: bench.DefaultEmail(bench.AliceName), IMAP: srv, SMTP: srv, Auth: mail.AuthAuto, Policy: pol}
+	srv := profile.Server{Host: host, Port: port, Security: profile.Security(sec)}
+	return mail.Account{Address: bench.DefaultEmail(bench.AliceName), IMAP: srv, SMTP: srv, Auth: profile.LoginAuto, Policy: pol}
 }
 
 // dovecotAccount is Alice's account on d at addr, logging in with auth (and password, unless auth is auto: the card).
-func dovecotAccount(t testing.TB, d *mailsrv.Dovecot, addr string, sec mail.Security, auth mail.Auth, password string) mail.Account {
+func dovecotAccount(t testing.TB, d *mailsrv.Dovecot, addr string, sec profile.Security, auth profile.Login, password string) mail.Account {
 	acct := account(t, addr, sec, "default", []string{d.CAFile})
 	acct.Auth = auth
-	if auth != mail.AuthAuto {
+	if auth != profile.LoginAuto {
 		acct.Password = password
 	}
 	return acct
@@ -119,7 +121,7 @@ func TestScenarios(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.Name, func(t *testing.T) {
 			ep := sc.Start(t, f.b)
-			acct := account(t, ep.Addr, mail.Security(sc.Security), sc.Policy, append([]string{ep.CAFile}, ep.ExtraCAFiles...))
+			acct := account(t, ep.Addr, profile.Security(sc.Security), sc.Policy, append([]string{ep.CAFile}, ep.ExtraCAFiles...))
 			if h, _, _ := net.SplitHostPort(ep.Addr); h != ep.ServerName {
 				t.Fatalf("scenario dials %s but verifies %s: the ladder uses one host for both", ep.Addr, ep.ServerName)
 			}
@@ -157,21 +159,21 @@ func TestDovecotHappyPath(t *testing.T) {
 	const password = "Sup3r-Secret-Passw0rd"
 	cases := []struct {
 		name, addr, protocol string
-		sec                  mail.Security
-		auth                 mail.Auth
+		sec                  profile.Security
+		auth                 profile.Login
 		steps                []string
 	}{
-		{"imap implicit", d.IMAPS, diagnosis.ProtocolIMAP, mail.Implicit, mail.AuthAuto,
+		{"imap implicit", d.IMAPS, diagnosis.ProtocolIMAP, profile.Implicit, profile.LoginAuto,
 			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "list"}},
-		{"imap starttls", d.IMAP, diagnosis.ProtocolIMAP, mail.StartTLS, mail.AuthAuto,
+		{"imap starttls", d.IMAP, diagnosis.ProtocolIMAP, profile.StartTLS, profile.LoginAuto,
 			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "list"}},
-		{"smtp implicit", d.SubmissionS, diagnosis.ProtocolSMTP, mail.Implicit, mail.AuthAuto,
+		{"smtp implicit", d.SubmissionS, diagnosis.ProtocolSMTP, profile.Implicit, profile.LoginAuto,
 			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "send"}},
-		{"smtp starttls", d.Submission, diagnosis.ProtocolSMTP, mail.StartTLS, mail.AuthAuto,
+		{"smtp starttls", d.Submission, diagnosis.ProtocolSMTP, profile.StartTLS, profile.LoginAuto,
 			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "send"}},
-		{"imap login with password", d.IMAPS, diagnosis.ProtocolIMAP, mail.Implicit, mail.AuthLogin, nil},
-		{"imap plain with password", d.IMAP, diagnosis.ProtocolIMAP, mail.StartTLS, mail.AuthPlain, nil},
-		{"smtp plain with password", d.Submission, diagnosis.ProtocolSMTP, mail.StartTLS, mail.AuthPlain, nil},
+		{"imap login with password", d.IMAPS, diagnosis.ProtocolIMAP, profile.Implicit, profile.LoginLogin, nil},
+		{"imap plain with password", d.IMAP, diagnosis.ProtocolIMAP, profile.StartTLS, profile.LoginPlain, nil},
+		{"smtp plain with password", d.Submission, diagnosis.ProtocolSMTP, profile.StartTLS, profile.LoginPlain, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,7 +220,7 @@ func BenchmarkCheckLadder(b *testing.B) {
 	f := newCardFixture(b)
 	d := mailsrv.StartDovecot(b, f.b.PKI, mailsrv.DovecotOptions{Messages: 10, Folders: 20})
 	f.insert(b)
-	acct := account(b, d.IMAPS, mail.Implicit, "default", []string{d.CAFile})
+	acct := account(b, d.IMAPS, profile.Implicit, "default", []string{d.CAFile})
 	tg := diagnosis.Target{Account: acct, Protocol: diagnosis.ProtocolIMAP, Timeout: 10 * time.Second}
 	if rep := diagnosis.Run(context.Background(), f.m, tg); !rep.OK { // warm-up: PIN, agent
 		b.Fatalf("%s", rep.Text())
@@ -359,17 +361,17 @@ func TestReportsNameNoFolderOrAddress(t *testing.T) {
 
 	cases := []struct {
 		name, addr, protocol, to string
-		sec                      mail.Security
-		auth                     mail.Auth
+		sec                      profile.Security
+		auth                     profile.Login
 		wantOK                   bool
 	}{
-		{"imap implicit card", d.IMAPS, diagnosis.ProtocolIMAP, "", mail.Implicit, mail.AuthAuto, true},
-		{"imap starttls password", d.IMAP, diagnosis.ProtocolIMAP, "", mail.StartTLS, mail.AuthLogin, true},
-		{"imap implicit plain", d.IMAPS, diagnosis.ProtocolIMAP, "", mail.Implicit, mail.AuthPlain, true},
-		{"smtp starttls send", d.Submission, diagnosis.ProtocolSMTP, bruno, mail.StartTLS, mail.AuthAuto, true},
-		{"smtp implicit sender only", d.SubmissionS, diagnosis.ProtocolSMTP, "", mail.Implicit, mail.AuthAuto, true},
-		{"smtp plain password send", d.Submission, diagnosis.ProtocolSMTP, alice, mail.StartTLS, mail.AuthPlain, true},
-		{"smtp unknown local recipient", d.SubmissionS, diagnosis.ProtocolSMTP, unknown, mail.Implicit, mail.AuthAuto, false},
+		{"imap implicit card", d.IMAPS, diagnosis.ProtocolIMAP, "", profile.Implicit, profile.LoginAuto, true},
+		{"imap starttls password", d.IMAP, diagnosis.ProtocolIMAP, "", profile.StartTLS, profile.LoginLogin, true},
+		{"imap implicit plain", d.IMAPS, diagnosis.ProtocolIMAP, "", profile.Implicit, profile.LoginPlain, true},
+		{"smtp starttls send", d.Submission, diagnosis.ProtocolSMTP, bruno, profile.StartTLS, profile.LoginAuto, true},
+		{"smtp implicit sender only", d.SubmissionS, diagnosis.ProtocolSMTP, "", profile.Implicit, profile.LoginAuto, true},
+		{"smtp plain password send", d.Submission, diagnosis.ProtocolSMTP, alice, profile.StartTLS, profile.LoginPlain, true},
+		{"smtp unknown local recipient", d.SubmissionS, diagnosis.ProtocolSMTP, unknown, profile.Implicit, profile.LoginAuto, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
@@ -91,7 +93,7 @@ func Run(ctx context.Context, sessions *session.Manager, t Target) *Report {
 // run is the state of one ladder run.
 type run struct {
 	t        Target
-	srv      mail.Server
+	srv      profile.Server
 	sessions *session.Manager
 	rep      *Report
 	log      *protoLog
@@ -140,7 +142,7 @@ type rung struct {
 
 // rungs builds the ladder for the target's protocol and security mode.
 func (r *run) rungs() []rung {
-	starttls := r.srv.Security == mail.StartTLS
+	starttls := r.srv.Security == profile.StartTLS
 	rs := []rung{{name: StepDNS, run: r.resolve}, {name: StepConnect, run: r.connect}}
 	if starttls {
 		rs = append(rs, rung{name: StepGreeting, run: r.plainGreeting}, rung{name: StepStartTLS, run: r.startTLS})
@@ -244,7 +246,7 @@ func (r *run) checkTarget() error {
 		return fmt.Errorf("%w: no TLS policy", ErrBadTarget)
 	case r.srv.Host == "" || r.srv.Port <= 0 || r.srv.Port > 65535:
 		return fmt.Errorf("%w: server %q port %d", ErrBadTarget, r.srv.Host, r.srv.Port)
-	case r.srv.Security != mail.Implicit && r.srv.Security != mail.StartTLS:
+	case r.srv.Security != profile.Implicit && r.srv.Security != profile.StartTLS:
 		return fmt.Errorf("%w: security %q", ErrBadTarget, r.srv.Security)
 	}
 	return nil

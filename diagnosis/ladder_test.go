@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/tlspolicy"
@@ -140,7 +142,7 @@ func (s *imapStub) handle(c net.Conn, implicit bool) {
 	}
 }
 
-func (p *stubPKI) target(t testing.TB, addr string, sec mail.Security, protocol string) Target {
+func (p *stubPKI) target(t testing.TB, addr string, sec profile.Security, protocol string) Target {
 	t.Helper()
 	pol, err := tlspolicy.New(tlspolicy.Default, []string{p.caFile}, "")
 	if err != nil {
@@ -148,8 +150,8 @@ func (p *stubPKI) target(t testing.TB, addr string, sec mail.Security, protocol 
 	}
 	host, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
-	srv := mail.Server{Host: host, Port: port, Security: sec}
-	return Target{Account: mail.Account{Address: "alice@example.test", IMAP: srv, SMTP: srv, Auth: mail.AuthAuto,
+	srv := profile.Server{Host: host, Port: port, Security: sec}
+	return Target{Account: mail.Account{Address: "alice@example.test", IMAP: srv, SMTP: srv, Auth: profile.LoginAuto,
 		Password: "Pa55-secret-word", Policy: pol}, Protocol: protocol, Timeout: 5 * time.Second,
 		GreetingTimeout: 700 * time.Millisecond}
 }
@@ -186,22 +188,22 @@ func TestLadderStub(t *testing.T) {
 	cases := []struct {
 		name     string
 		addr     string
-		sec      mail.Security
+		sec      profile.Security
 		mutate   func(*Target)
 		want     Code
 		wantStep []string
 	}{
-		{"implicit ok", implicit, mail.Implicit, nil, OK,
+		{"implicit ok", implicit, profile.Implicit, nil, OK,
 			[]string{"dns", "connect", "tls", "client_cert", "greeting", "auth", "list"}},
-		{"starttls ok", plain, mail.StartTLS, nil, OK,
+		{"starttls ok", plain, profile.StartTLS, nil, OK,
 			[]string{"dns", "connect", "greeting", "starttls", "tls", "client_cert", "auth", "list"}},
-		{"login", implicit, mail.Implicit, func(t *Target) { t.Account.Auth = mail.AuthLogin }, OK, nil},
-		{"implicit to plaintext port", plain, mail.Implicit, nil, WrongSecurityMode, nil},
-		{"starttls to TLS port", implicit, mail.StartTLS, nil, WrongSecurityMode, nil},
-		{"no STARTTLS", noSTARTTLS, mail.StartTLS, nil, StartTLSUnavailable, nil},
-		{"refused", refused, mail.Implicit, nil, ConnectRefused, []string{"dns", "connect"}},
-		{"TLS 1.0 server", tls10, mail.Implicit, nil, TLSVersionMismatch, nil},
-		{"dns", implicit, mail.Implicit, func(t *Target) { t.Account.IMAP.Host = "nonexistent.invalid" }, DNSError, []string{"dns"}},
+		{"login", implicit, profile.Implicit, func(t *Target) { t.Account.Auth = profile.LoginLogin }, OK, nil},
+		{"implicit to plaintext port", plain, profile.Implicit, nil, WrongSecurityMode, nil},
+		{"starttls to TLS port", implicit, profile.StartTLS, nil, WrongSecurityMode, nil},
+		{"no STARTTLS", noSTARTTLS, profile.StartTLS, nil, StartTLSUnavailable, nil},
+		{"refused", refused, profile.Implicit, nil, ConnectRefused, []string{"dns", "connect"}},
+		{"TLS 1.0 server", tls10, profile.Implicit, nil, TLSVersionMismatch, nil},
+		{"dns", implicit, profile.Implicit, func(t *Target) { t.Account.IMAP.Host = "nonexistent.invalid" }, DNSError, []string{"dns"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -248,8 +250,8 @@ func TestRedactedLog(t *testing.T) {
 	p := newStubPKI(t)
 	stub := &imapStub{p: p, tlsConfig: &tls.Config{Certificates: []tls.Certificate{p.cert}}}
 	addr := serve(t, func(c net.Conn) { stub.handle(c, true) })
-	for _, auth := range []mail.Auth{mail.AuthLogin, mail.AuthPlain} {
-		tg := p.target(t, addr, mail.Implicit, ProtocolIMAP)
+	for _, auth := range []profile.Login{profile.LoginLogin, profile.LoginPlain} {
+		tg := p.target(t, addr, profile.Implicit, ProtocolIMAP)
 		tg.Account.Auth = auth
 		rep := Run(context.Background(), nil, tg)
 		if !rep.OK {
@@ -510,28 +512,28 @@ func TestCancelDuringEveryStep(t *testing.T) {
 	cases := []struct {
 		name     string
 		smtp     bool
-		sec      mail.Security
+		sec      profile.Security
 		stallAt  string
 		wantStep string
 	}{
-		{"imap starttls greeting", false, mail.StartTLS, "greeting", StepGreeting},
-		{"imap starttls probe", false, mail.StartTLS, "probe", StepGreeting},
-		{"imap starttls command", false, mail.StartTLS, "starttls", StepStartTLS},
-		{"imap tls handshake", false, mail.Implicit, "tls", StepTLS},
-		{"imap greeting after tls", false, mail.Implicit, "greeting", StepGreeting},
-		{"imap auth", false, mail.Implicit, "auth", StepAuth},
-		{"imap auth after starttls", false, mail.StartTLS, "auth", StepAuth},
-		{"imap list", false, mail.Implicit, "list", StepList},
-		{"smtp greeting after tls", true, mail.Implicit, "greeting", StepGreeting},
-		{"smtp starttls greeting", true, mail.StartTLS, "greeting", StepGreeting},
-		{"smtp starttls command", true, mail.StartTLS, "starttls", StepStartTLS},
-		{"smtp auth", true, mail.Implicit, "auth", StepAuth},
-		{"smtp send", true, mail.Implicit, "send", StepSend},
+		{"imap starttls greeting", false, profile.StartTLS, "greeting", StepGreeting},
+		{"imap starttls probe", false, profile.StartTLS, "probe", StepGreeting},
+		{"imap starttls command", false, profile.StartTLS, "starttls", StepStartTLS},
+		{"imap tls handshake", false, profile.Implicit, "tls", StepTLS},
+		{"imap greeting after tls", false, profile.Implicit, "greeting", StepGreeting},
+		{"imap auth", false, profile.Implicit, "auth", StepAuth},
+		{"imap auth after starttls", false, profile.StartTLS, "auth", StepAuth},
+		{"imap list", false, profile.Implicit, "list", StepList},
+		{"smtp greeting after tls", true, profile.Implicit, "greeting", StepGreeting},
+		{"smtp starttls greeting", true, profile.StartTLS, "greeting", StepGreeting},
+		{"smtp starttls command", true, profile.StartTLS, "starttls", StepStartTLS},
+		{"smtp auth", true, profile.Implicit, "auth", StepAuth},
+		{"smtp send", true, profile.Implicit, "send", StepSend},
 	}
 	var worst time.Duration
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := &dripServer{p: p, smtp: c.smtp, implicit: c.sec == mail.Implicit, stallAt: c.stallAt,
+			s := &dripServer{p: p, smtp: c.smtp, implicit: c.sec == profile.Implicit, stallAt: c.stallAt,
 				stalled: make(chan struct{})}
 			addr := serve(t, s.handle)
 			proto := ProtocolIMAP
@@ -539,7 +541,7 @@ func TestCancelDuringEveryStep(t *testing.T) {
 				proto = ProtocolSMTP
 			}
 			tg := p.target(t, addr, c.sec, proto)
-			tg.Account.Auth = mail.AuthPlain
+			tg.Account.Auth = profile.LoginPlain
 			tg.Timeout, tg.GreetingTimeout = time.Minute, time.Minute
 			if c.stallAt == "probe" {
 				tg.GreetingTimeout = 200 * time.Millisecond
@@ -626,8 +628,8 @@ func TestReportHidesEchoedAddresses(t *testing.T) {
 		addr, protocol string
 		want           Code
 	}{{smtpAddr, ProtocolSMTP, ProtocolError}, {imapAddr, ProtocolIMAP, AuthFailed}} {
-		tg := p.target(t, c.addr, mail.Implicit, c.protocol)
-		tg.Account.Address, tg.SendTo, tg.Account.Auth = user, to, mail.AuthPlain
+		tg := p.target(t, c.addr, profile.Implicit, c.protocol)
+		tg.Account.Address, tg.SendTo, tg.Account.Auth = user, to, profile.LoginPlain
 		rep := Run(context.Background(), nil, tg)
 		all := strings.ToLower(string(rep.JSON()) + rep.Text())
 		if rep.Code != c.want || !strings.Contains(all, AddressOmitted) {

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
 )
 
 // errProbeDone ends a probe handshake as soon as it proved what it had to.
@@ -39,7 +39,7 @@ func (r *run) probeHandshake(ctx context.Context) Probe {
 	if maxV == 0 {
 		maxV = tls.VersionTLS13
 	}
-	starttls := r.srv.Security == mail.StartTLS
+	starttls := r.srv.Security == profile.StartTLS
 	if minV <= tls.VersionTLS12 && r.reachesTLS(ctx, r.addr, starttls, minV, min(maxV, tls.VersionTLS12), allSuites()) {
 		return ProbeOtherSuites
 	}

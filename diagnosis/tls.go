@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/session"
 )
 
@@ -53,7 +54,7 @@ func (r *run) handshake(ctx context.Context) (string, error) {
 	}
 	r.tconn = tc
 	r.facts.HandshakeDone = true
-	r.talk.open(tc, r.srv.Security == mail.StartTLS)
+	r.talk.open(tc, r.srv.Security == profile.StartTLS)
 	cs := tc.ConnectionState()
 	detail := tls.VersionName(cs.Version) + " " + tls.CipherSuiteName(cs.CipherSuite)
 	if rs := r.tf.Snapshot().Revocation; rs.State != "" {

@@ -5,13 +5,14 @@
 package gui
 
 import (
+	"runtime/debug"
+	"time"
+
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
-	"runtime/debug"
-	"time"
 
 	"github.com/cardmail/cardmail/assets"
 	"github.com/cardmail/cardmail/session"

@@ -229,8 +229,8 @@ func TestViewsFitDefaultSize(t *testing.T) {
 				return rep
 			}, discover: func(context.Context, string) (*autoconfig.Result, error) {
 				return &autoconfig.Result{Domain: "sante.example", Source: autoconfig.SourceSRV, Target: "sante.example",
-					IMAP: []autoconfig.Server{{Host: "imap.hebergeur-de-messagerie-securisee.example", Port: 993,
-						Security: autoconfig.Implicit, OutsideDomain: true}}}, nil
+					IMAP: []autoconfig.Server{{Server: profile.Server{Host: "imap.hebergeur-de-messagerie-securisee.example",
+						Port: 993, Security: profile.Implicit}, OutsideDomain: true}}}, nil
 			}}, Certs: func(context.Context) ([]session.CardCert, error) { return cards.certs, nil }}, nil, nil)
 			z.show()
 			test.Type(z.address.entry, "dr.alice.martin-dupont@")

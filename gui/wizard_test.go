@@ -516,8 +516,8 @@ func TestWizardAutoconfig(t *testing.T) {
 			}
 			return &autoconfig.Result{Source: autoconfig.SourceAutoconfigXML,
 				Target: "https://autoconfig.clinic.example/mail/config-v1.1.xml",
-				IMAP:   []autoconfig.Server{{Host: "mx.clinic.example", Port: 993, Security: autoconfig.Security(profile.Implicit)}},
-				SMTP:   []autoconfig.Server{{Host: "out.clinic.example", Port: 587, Security: autoconfig.Security(profile.StartTLS)}},
+				IMAP:   []autoconfig.Server{{Server: profile.Server{Host: "mx.clinic.example", Port: 993, Security: profile.Implicit}}},
+				SMTP:   []autoconfig.Server{{Server: profile.Server{Host: "out.clinic.example", Port: 587, Security: profile.StartTLS}}},
 			}, nil
 		}
 		toProvider(t, r)
@@ -543,8 +543,8 @@ func TestWizardAutoconfig(t *testing.T) {
 			r := newRig(t, lang, oneCard(t), nil)
 			r.mail.discover = func(context.Context, string) (*autoconfig.Result, error) {
 				return &autoconfig.Result{Domain: "clinic.example", Source: autoconfig.SourceSRV, Target: "clinic.example",
-					IMAP: []autoconfig.Server{{Host: "mail.elsewhere.example", Port: 993, Security: autoconfig.Implicit, OutsideDomain: true}},
-					SMTP: []autoconfig.Server{{Host: "smtp.clinic.example", Port: 587, Security: autoconfig.StartTLS}},
+					IMAP: []autoconfig.Server{{Server: profile.Server{Host: "mail.elsewhere.example", Port: 993, Security: profile.Implicit}, OutsideDomain: true}},
+					SMTP: []autoconfig.Server{{Server: profile.Server{Host: "smtp.clinic.example", Port: 587, Security: profile.StartTLS}}},
 				}, nil
 			}
 			toProvider(t, r)
@@ -584,7 +584,7 @@ func TestWizardAutoconfig(t *testing.T) {
 		r := newRig(t, words.French, oneCard(t), nil)
 		r.mail.discover = func(context.Context, string) (*autoconfig.Result, error) {
 			return &autoconfig.Result{Domain: "clinic.example", Source: autoconfig.SourceSRV, Target: "clinic.example",
-				IMAP: []autoconfig.Server{{Host: "imap.clinic.example", Port: 993, Security: autoconfig.Implicit}}}, nil
+				IMAP: []autoconfig.Server{{Server: profile.Server{Host: "imap.clinic.example", Port: 993, Security: profile.Implicit}}}}, nil
 		}
 		toProvider(t, r)
 		auto(r.z)

@@ -2,54 +2,26 @@ package mail
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
+
+	"github.com/cardmail/cardmail/profile"
 
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
 )
 
-// Security says how a connection gets TLS.
-type Security string
-
-// Security modes.
-const (
-	Implicit Security = "implicit" // TLS from the first byte (IMAPS 993, SMTPS 465)
-	StartTLS Security = "starttls" // plaintext greeting, then STARTTLS (IMAP 143, submission 587)
-)
-
-// Auth says how to log in after TLS.
-type Auth string
-
-// Login modes. AuthAuto uses SASL EXTERNAL (the card certificate) when the server advertises it, else LOGIN with the
-// account's address and password, else PLAIN; the others do exactly what they name and fail with *AuthError when the
-// server refuses.
-const (
-	AuthAuto     Auth = "auto"
-	AuthExternal Auth = "external"
-	AuthLogin    Auth = "login"
-	AuthPlain    Auth = "plain"
-)
-
-// Server is one mail server endpoint.
-type Server struct {
-	Host     string
-	Port     int
-	Security Security
-}
-
-// Addr returns host:port.
-func (s Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
-
 // Account is a mailbox reached with the card.
 type Account struct {
 	Address    string // mailbox address: LOGIN/PLAIN user name, and the SMTP envelope sender
-	IMAP, SMTP Server
-	Auth       Auth   // "" means AuthAuto
-	Password   string // may be empty (operator-defined); never logged, never in errors or reports
-	Policy     *tlspolicy.Policy
-	Cert       session.Selection
+	IMAP, SMTP profile.Server
+	// Auth is how to log in after TLS; "" means profile.LoginAuto: SASL EXTERNAL (the card certificate) when the
+	// server advertises it, else LOGIN with the account's address and password, else PLAIN. The others do exactly
+	// what they name and fail with *AuthError when the server refuses.
+	Auth     profile.Login
+	Password string // may be empty (operator-defined); never logged, never in errors or reports
+	Policy   *tlspolicy.Policy
+	Cert     session.Selection
 }
 
 // String describes the account without its password.
@@ -61,15 +33,15 @@ func (a Account) String() string {
 // GoString keeps the password out of %#v.
 func (a Account) GoString() string { return "mail.Account{" + a.String() + "}" }
 
-func (a Account) auth() Auth {
+func (a Account) auth() profile.Login {
 	if a.Auth == "" {
-		return AuthAuto
+		return profile.LoginAuto
 	}
 	return a.Auth
 }
 
 // check validates the parts of a that a connection to srv needs.
-func (a Account) check(srv Server) error {
+func (a Account) check(srv profile.Server) error {
 	switch {
 	case a.Policy == nil:
 		return &ConfigError{Field: "Policy", Value: ""}
@@ -77,11 +49,11 @@ func (a Account) check(srv Server) error {
 		return &ConfigError{Field: "Host", Value: srv.Host}
 	case srv.Port <= 0 || srv.Port > 65535:
 		return &ConfigError{Field: "Port", Value: strconv.Itoa(srv.Port)}
-	case srv.Security != Implicit && srv.Security != StartTLS:
+	case srv.Security != profile.Implicit && srv.Security != profile.StartTLS:
 		return &ConfigError{Field: "Security", Value: string(srv.Security)}
 	}
 	switch a.auth() {
-	case AuthAuto, AuthExternal, AuthLogin, AuthPlain:
+	case profile.LoginAuto, profile.LoginExternal, profile.LoginLogin, profile.LoginPlain:
 	default:
 		return &ConfigError{Field: "Auth", Value: string(a.Auth)}
 	}

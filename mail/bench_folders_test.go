@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
 )
@@ -59,7 +61,7 @@ func BenchmarkFolders2000(b *testing.B) {
 	f := newFixture(b, mailsrv.DovecotOptions{Folders: benchFolders, Messages: 5})
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
-	a := f.account(b, mail.Implicit, mail.AuthAuto)
+	a := f.account(b, profile.Implicit, profile.LoginAuto)
 	alice := f.b.Alice
 	addr := a.Address
 	hostport := f.dv.IMAPS

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
 )
@@ -172,7 +174,7 @@ func (d *Dialer) retryResumption(ctx context.Context, attempt func(cn *conn) err
 
 // open starts connection attempt cn to srv: the card's TLS configuration first (no network I/O: an absent card
 // fails here), then the TCP connection.
-func (d *Dialer) open(ctx context.Context, a Account, srv Server, cn *conn) (*tls.Config, error) {
+func (d *Dialer) open(ctx context.Context, a Account, srv profile.Server, cn *conn) (*tls.Config, error) {
 	cfg, err := d.tlsConfig(ctx, a, srv, cn)
 	if err != nil {
 		return nil, err
@@ -181,7 +183,7 @@ func (d *Dialer) open(ctx context.Context, a Account, srv Server, cn *conn) (*tl
 }
 
 // connect opens the TCP connection to srv.
-func (c *conn) connect(ctx context.Context, srv Server) error {
+func (c *conn) connect(ctx context.Context, srv profile.Server) error {
 	return c.step(ctx, StepConnect, func() error {
 		nd := &net.Dialer{Timeout: c.d.timeout()}
 		raw, err := nd.DialContext(ctx, "tcp", srv.Addr())
@@ -193,7 +195,7 @@ func (c *conn) connect(ctx context.Context, srv Server) error {
 // tlsConfig builds the connection's TLS configuration: the account policy's base for the host, the card hook of the
 // session manager, and state capture in VerifyConnection. It resolves the card identity (the PIN may be asked here),
 // so a missing card fails before any network I/O.
-func (d *Dialer) tlsConfig(ctx context.Context, a Account, srv Server, c *conn) (*tls.Config, error) {
+func (d *Dialer) tlsConfig(ctx context.Context, a Account, srv profile.Server, c *conn) (*tls.Config, error) {
 	if d.Sessions == nil {
 		return nil, &ConfigError{Field: "Sessions"}
 	}

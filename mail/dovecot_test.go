@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
@@ -128,17 +130,17 @@ func hostPort(t testing.TB, addr string) (string, int) {
 }
 
 // account is Alice's account on the fixture's Dovecot.
-func (f *fixture) account(t testing.TB, sec mail.Security, auth mail.Auth) mail.Account {
+func (f *fixture) account(t testing.TB, sec profile.Security, auth profile.Login) mail.Account {
 	imapAddr, smtpAddr := f.dv.IMAPS, f.dv.SubmissionS
-	if sec == mail.StartTLS {
+	if sec == profile.StartTLS {
 		imapAddr, smtpAddr = f.dv.IMAP, f.dv.Submission
 	}
 	ih, ip := hostPort(t, imapAddr)
 	sh, sp := hostPort(t, smtpAddr)
 	return mail.Account{
 		Address: bench.DefaultEmail(bench.AliceName),
-		IMAP:    mail.Server{Host: ih, Port: ip, Security: sec},
-		SMTP:    mail.Server{Host: sh, Port: sp, Security: sec},
+		IMAP:    profile.Server{Host: ih, Port: ip, Security: sec},
+		SMTP:    profile.Server{Host: sh, Port: sp, Security: sec},
 		Auth:    auth,
 		Policy:  f.policy,
 	}
@@ -166,17 +168,17 @@ func TestDovecot(t *testing.T) {
 
 	t.Run("login", func(t *testing.T) {
 		cases := []struct {
-			sec      mail.Security
-			auth     mail.Auth
+			sec      profile.Security
+			auth     profile.Login
 			wantMech string
 		}{
-			{mail.Implicit, mail.AuthAuto, "EXTERNAL"},
-			{mail.Implicit, mail.AuthExternal, "EXTERNAL"},
-			{mail.Implicit, mail.AuthLogin, "LOGIN"},
-			{mail.Implicit, mail.AuthPlain, "PLAIN"},
-			{mail.StartTLS, mail.AuthAuto, "EXTERNAL"},
-			{mail.StartTLS, mail.AuthExternal, "EXTERNAL"},
-			{mail.StartTLS, mail.AuthLogin, "LOGIN"},
+			{profile.Implicit, profile.LoginAuto, "EXTERNAL"},
+			{profile.Implicit, profile.LoginExternal, "EXTERNAL"},
+			{profile.Implicit, profile.LoginLogin, "LOGIN"},
+			{profile.Implicit, profile.LoginPlain, "PLAIN"},
+			{profile.StartTLS, profile.LoginAuto, "EXTERNAL"},
+			{profile.StartTLS, profile.LoginExternal, "EXTERNAL"},
+			{profile.StartTLS, profile.LoginLogin, "LOGIN"},
 		}
 		for _, tc := range cases {
 			t.Run(string(tc.sec)+"/"+string(tc.auth), func(t *testing.T) {
@@ -217,7 +219,7 @@ func TestDovecot(t *testing.T) {
 
 	t.Run("folders", func(t *testing.T) {
 		ctx := ctxT(t)
-		c, err := f.d.IMAP(ctx, f.account(t, mail.Implicit, mail.AuthAuto))
+		c, err := f.d.IMAP(ctx, f.account(t, profile.Implicit, profile.LoginAuto))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +268,7 @@ func TestDovecot(t *testing.T) {
 
 	t.Run("headers", func(t *testing.T) {
 		ctx := ctxT(t)
-		c, err := f.d.IMAP(ctx, f.account(t, mail.StartTLS, mail.AuthAuto))
+		c, err := f.d.IMAP(ctx, f.account(t, profile.StartTLS, profile.LoginAuto))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,8 +317,8 @@ func TestDovecot(t *testing.T) {
 		var mu sync.Mutex
 		var lines []string
 		ctx := mail.WithTrace(ctxT(t), &mail.Trace{Log: func(l string) { mu.Lock(); lines = append(lines, l); mu.Unlock() }})
-		for _, auth := range []mail.Auth{mail.AuthLogin, mail.AuthPlain} {
-			a := f.account(t, mail.Implicit, auth)
+		for _, auth := range []profile.Login{profile.LoginLogin, profile.LoginPlain} {
+			a := f.account(t, profile.Implicit, auth)
 			a.Password = pw
 			c, err := f.d.IMAP(ctx, a)
 			if err != nil {
@@ -325,7 +327,7 @@ func TestDovecot(t *testing.T) {
 			c.Close()
 			// SMTP with the same password and the card (Dovecot's submission takes the user name from the card
 			// certificate for LOGIN/PLAIN, which the bench's passdb does not map: use auto = EXTERNAL there).
-			a.Auth = mail.AuthAuto
+			a.Auth = profile.LoginAuto
 			if _, err := f.d.SendTest(ctx, a, a.Address); err != nil {
 				t.Fatalf("%s: %v\nDovecot log:\n%s", auth, err, tail(f.dv.Log(), 30))
 			}
@@ -344,9 +346,9 @@ func TestDovecot(t *testing.T) {
 	})
 
 	t.Run("send test", func(t *testing.T) {
-		for _, sec := range []mail.Security{mail.Implicit, mail.StartTLS} {
+		for _, sec := range []profile.Security{profile.Implicit, profile.StartTLS} {
 			ctx := ctxT(t)
-			a := f.account(t, sec, mail.AuthAuto)
+			a := f.account(t, sec, profile.LoginAuto)
 			sent, err := f.d.SendTest(ctx, a, a.Address)
 			if err != nil {
 				t.Fatalf("%s: %v\nDovecot log:\n%s\nPostfix log:\n%s", sec, err, tail(f.dv.Log(), 5), tail(f.dv.PostfixLog(), 30))
@@ -361,7 +363,7 @@ func TestDovecot(t *testing.T) {
 	t.Run("failed test message", func(t *testing.T) {
 		// A failed test message is a failed test: the error says so, nothing is kept, nothing is sent later.
 		ctx := ctxT(t)
-		good := f.account(t, mail.Implicit, mail.AuthAuto)
+		good := f.account(t, profile.Implicit, profile.LoginAuto)
 		bad := good
 		ln, err := net.Listen("tcp", "127.0.0.1:0") // a port that accepts and hangs up: SMTP fails at once
 		if err != nil {
@@ -422,7 +424,7 @@ func TestDovecot(t *testing.T) {
 		// The server takes the whole message, final "." included, and hangs up before answering it: the error says
 		// the message may still arrive (so the person looks before sending another) rather than "not sent".
 		ctx := ctxT(t)
-		a := f.account(t, mail.Implicit, mail.AuthAuto)
+		a := f.account(t, profile.Implicit, profile.LoginAuto)
 		got := make(chan string, 1)
 		addr := dropAfterData(t, f.b.PKI, got)
 		a.SMTP.Host, a.SMTP.Port = hostPort(t, addr)
@@ -445,7 +447,7 @@ func TestDovecot(t *testing.T) {
 	// Last: pulls the card.
 	t.Run("card change", func(t *testing.T) {
 		ctx := ctxT(t)
-		a := f.account(t, mail.Implicit, mail.AuthAuto)
+		a := f.account(t, profile.Implicit, profile.LoginAuto)
 		pool := mail.NewPool(f.d, 0)
 		defer pool.Close()
 		if _, err := pool.Folders(ctx, a); err != nil {
@@ -553,11 +555,11 @@ func TestDovecotThatCannotResume(t *testing.T) {
 	}
 	ok := 0
 	for i := 0; i < rounds; i++ {
-		sec := mail.Implicit
+		sec := profile.Implicit
 		if i%2 == 1 {
-			sec = mail.StartTLS
+			sec = profile.StartTLS
 		}
-		a := f.account(t, sec, mail.AuthAuto)
+		a := f.account(t, sec, profile.LoginAuto)
 		ctx := mail.WithTrace(ctxT(t), &mail.Trace{Log: log})
 		c, err := f.d.IMAP(ctx, a)
 		if err != nil {
@@ -573,9 +575,9 @@ func TestDovecotThatCannotResume(t *testing.T) {
 		ok++
 	}
 	for i := 0; i < 4; i++ {
-		sec := []mail.Security{mail.Implicit, mail.StartTLS}[i%2]
+		sec := []profile.Security{profile.Implicit, profile.StartTLS}[i%2]
 		ctx := mail.WithTrace(ctxT(t), &mail.Trace{Log: log})
-		if _, err := f.d.SendTest(ctx, f.account(t, sec, mail.AuthAuto), bench.DefaultEmail(bench.AliceName)); err != nil {
+		if _, err := f.d.SendTest(ctx, f.account(t, sec, profile.LoginAuto), bench.DefaultEmail(bench.AliceName)); err != nil {
 			t.Errorf("send %d (%s): %v", i, sec, err)
 		} else {
 			ok++

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
@@ -79,7 +81,7 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		}
 	}()
 	switch a.IMAP.Security {
-	case Implicit:
+	case profile.Implicit:
 		tc, err := cn.handshake(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -88,7 +90,7 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		if err := cn.step(ctx, StepGreeting, func() error { return cn.rec.Explain(ic.c.WaitGreeting()) }); err != nil {
 			return nil, err
 		}
-	case StartTLS:
+	case profile.StartTLS:
 		opts.TLSConfig = cfg
 		err := cn.step(ctx, StepStartTLS, func() error {
 			c, err := imapclient.NewStartTLS(cn.raw, opts)
@@ -193,24 +195,24 @@ func LoginIMAP(c *imapclient.Client, a Account) (string, error) {
 
 // chooseMechanism picks the login mechanism: forced modes need the server to offer them (LOGIN: the plain login
 // command or SASL LOGIN); auto prefers EXTERNAL, then LOGIN, then PLAIN.
-func chooseMechanism(mode Auth, offered map[string]bool, loginCommand bool) (string, error) {
+func chooseMechanism(mode profile.Login, offered map[string]bool, loginCommand bool) (string, error) {
 	switch mode {
-	case AuthExternal:
+	case profile.LoginExternal:
 		if offered["EXTERNAL"] {
 			return "EXTERNAL", nil
 		}
 		return "", &AuthError{Mechanism: "EXTERNAL", Err: ErrMechanismNotOffered}
-	case AuthLogin:
+	case profile.LoginLogin:
 		if loginCommand || offered["LOGIN"] {
 			return "LOGIN", nil
 		}
 		return "", &AuthError{Mechanism: "LOGIN", Err: ErrMechanismNotOffered}
-	case AuthPlain:
+	case profile.LoginPlain:
 		if offered["PLAIN"] {
 			return "PLAIN", nil
 		}
 		return "", &AuthError{Mechanism: "PLAIN", Err: ErrMechanismNotOffered}
-	case AuthAuto, "":
+	case profile.LoginAuto, "":
 		switch {
 		case offered["EXTERNAL"]:
 			return "EXTERNAL", nil

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/mail"
 )
@@ -67,7 +69,7 @@ func testMessage(t *testing.T, f *fixture) {
 
 	pool := mail.NewPool(f.d, -1)
 	defer pool.Close()
-	a := f.account(t, mail.Implicit, mail.AuthAuto)
+	a := f.account(t, profile.Implicit, profile.LoginAuto)
 	unseen := func() uint32 {
 		fs, err := pool.Folders(ctx, a)
 		if err != nil {

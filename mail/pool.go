@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
 )
@@ -35,8 +37,8 @@ type Pool struct {
 // of anything printed.
 type poolKey struct {
 	address  string
-	server   Server
-	auth     Auth
+	server   profile.Server
+	auth     profile.Login
 	password string
 	cert     session.Selection
 	policy   *tlspolicy.Policy

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -194,7 +196,7 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 		}
 	}
 	switch a.SMTP.Security {
-	case Implicit:
+	case profile.Implicit:
 		tc, err := cn.handshake(ctx, cfg)
 		if err != nil {
 			return nil, "", err
@@ -204,7 +206,7 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 		if err := cn.step(ctx, StepGreeting, func() error { return smtpErr(StepGreeting, cn.rec.Explain(c.Hello("localhost"))) }); err != nil {
 			return nil, "", err
 		}
-	case StartTLS:
+	case profile.StartTLS:
 		err := cn.step(ctx, StepStartTLS, func() error {
 			var err error
 			c, err = smtp.NewClientStartTLS(cn.raw, cfg)

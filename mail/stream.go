@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/emersion/go-sasl"
 
 	"github.com/cardmail/cardmail/session"
@@ -86,7 +88,7 @@ func (d *Dialer) streamOnce(ctx context.Context, a Account, cn *conn) (*IMAPStre
 	}()
 	var wc *wireClient
 	switch a.IMAP.Security {
-	case Implicit:
+	case profile.Implicit:
 		tc, err := cn.handshake(ctx, cfg)
 		if err != nil {
 			return nil, err
@@ -95,7 +97,7 @@ func (d *Dialer) streamOnce(ctx context.Context, a Account, cn *conn) (*IMAPStre
 		if err := cn.step(ctx, StepGreeting, func() error { return cn.rec.Explain(wc.greeting()) }); err != nil {
 			return nil, err
 		}
-	case StartTLS:
+	case profile.StartTLS:
 		wc = newWireClient(cn.raw)
 		if err := cn.step(ctx, StepGreeting, wc.greeting); err != nil {
 			return nil, err

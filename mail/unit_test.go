@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/profile"
+
 	"github.com/cardmail/cardmail/tlspolicy"
 )
 
@@ -17,24 +19,24 @@ func TestChooseMechanism(t *testing.T) {
 	plainOnly := map[string]bool{"PLAIN": true}
 	none := map[string]bool{}
 	cases := []struct {
-		mode     Auth
+		mode     profile.Login
 		offered  map[string]bool
 		loginCmd bool
 		want     string
 		wantErr  bool
 	}{
-		{AuthAuto, all, true, "EXTERNAL", false},
+		{profile.LoginAuto, all, true, "EXTERNAL", false},
 		{"", all, false, "EXTERNAL", false},
-		{AuthAuto, plainOnly, true, "LOGIN", false}, // IMAP LOGIN command
-		{AuthAuto, plainOnly, false, "PLAIN", false},
-		{AuthAuto, map[string]bool{"LOGIN": true}, false, "LOGIN", false},
-		{AuthAuto, none, false, "", true},
-		{AuthExternal, plainOnly, true, "", true},
-		{AuthExternal, all, true, "EXTERNAL", false},
-		{AuthLogin, all, true, "LOGIN", false},
-		{AuthLogin, plainOnly, false, "", true},
-		{AuthPlain, all, false, "PLAIN", false},
-		{AuthPlain, none, true, "", true},
+		{profile.LoginAuto, plainOnly, true, "LOGIN", false}, // IMAP LOGIN command
+		{profile.LoginAuto, plainOnly, false, "PLAIN", false},
+		{profile.LoginAuto, map[string]bool{"LOGIN": true}, false, "LOGIN", false},
+		{profile.LoginAuto, none, false, "", true},
+		{profile.LoginExternal, plainOnly, true, "", true},
+		{profile.LoginExternal, all, true, "EXTERNAL", false},
+		{profile.LoginLogin, all, true, "LOGIN", false},
+		{profile.LoginLogin, plainOnly, false, "", true},
+		{profile.LoginPlain, all, false, "PLAIN", false},
+		{profile.LoginPlain, none, true, "", true},
 		{"kerberos", all, true, "", true},
 	}
 	for _, c := range cases {
@@ -234,7 +236,7 @@ func TestSortFolders(t *testing.T) {
 
 func TestAccountCheckAndString(t *testing.T) {
 	p := &tlspolicy.Policy{}
-	ok := Account{Address: "a@b", IMAP: Server{Host: "h", Port: 993, Security: Implicit}, Policy: p, Password: "s3cr3t"}
+	ok := Account{Address: "a@b", IMAP: profile.Server{Host: "h", Port: 993, Security: profile.Implicit}, Policy: p, Password: "s3cr3t"}
 	cases := []struct {
 		name  string
 		mod   func(*Account)

@@ -12,6 +12,7 @@
 package profile
 
 import (
+	"net"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,12 +59,16 @@ const (
 	PolicyMSSante TLSPolicy = "mssante" // French secure health messaging: TLS 1.2, two suites, revocation required
 )
 
-// Server is one IMAP or SMTP endpoint.
+// Server is one IMAP or SMTP endpoint. It is CardMail's one server model: profiles save it, the mail connections
+// and the diagnosis dial it, discovery proposes it.
 type Server struct {
 	Host     string   `json:"host"`
 	Port     int      `json:"port"`
 	Security Security `json:"security"`
 }
+
+// Addr returns host:port.
+func (s Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // Profile is one account as saved on disk. The zero value is not valid; build one with FromPreset or fill every
 // required field, then call Validate.
