@@ -82,28 +82,34 @@ func (s *Service) Close() error { return errors.Join(s.closeBridges(), s.pool.Cl
 
 // Account builds the mail account of a profile: its TLS policy (with its CA files, built once per service) and its
 // certificate selection. Errors: *profile.ValidationError, *tlspolicy.CAFileError, tlspolicy.ErrUnknownPolicy.
-func (s *Service) Account(p *profile.Profile) (mail.Account, error) { return accountOf(p, s.policy) }
+func (s *Service) Account(p *profile.Profile) (mail.Account, error) {
+	if err := p.Validate(); err != nil {
+		return mail.Account{}, err
+	}
+	return accountOf(p, s.policy)
+}
 
-// AccountOf is Account for a one-off use (the CLI): the policy's CRL cache is cacheDir.
+// AccountOf is Account for a one-off use (the CLI): the policy's CRL cache is cacheDir. p may be a connection
+// target (profile.ValidateTarget) rather than a saved profile.
 func AccountOf(p *profile.Profile, cacheDir string) (mail.Account, error) {
+	if err := p.ValidateTarget(); err != nil {
+		return mail.Account{}, err
+	}
 	return accountOf(p, func(name string, caFiles []string) (*tlspolicy.Policy, error) {
 		return tlspolicy.New(tlspolicy.Name(name), caFiles, cacheDir)
 	})
 }
 
 func accountOf(p *profile.Profile, policy func(name string, caFiles []string) (*tlspolicy.Policy, error)) (mail.Account, error) {
-	if err := p.Validate(); err != nil {
-		return mail.Account{}, err
-	}
 	pol, err := policy(string(p.TLSPolicy), p.CAFiles)
 	if err != nil {
 		return mail.Account{}, err
 	}
 	return mail.Account{
 		Address: p.Address,
-		IMAP:    profile.Server{Host: p.IMAP.Host, Port: p.IMAP.Port, Security: profile.Security(p.IMAP.Security)},
-		SMTP:    profile.Server{Host: p.SMTP.Host, Port: p.SMTP.Port, Security: profile.Security(p.SMTP.Security)},
-		Auth:    profile.Login(p.Login),
+		IMAP:    p.IMAP,
+		SMTP:    p.SMTP,
+		Auth:    p.Login,
 		Policy:  pol,
 		Cert:    session.Selection{CertSHA256: p.CertSHA256},
 	}, nil

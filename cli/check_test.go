@@ -82,7 +82,7 @@ func TestServerFlag(t *testing.T) {
 		{"[::1]:1993", "implicit", "::1", 1993, "implicit"},
 	}
 	for _, c := range cases {
-		s, err := server(c.in, profile.Security(c.sec), 993, 143)
+		s, err := server(c.in, profile.Security(c.sec), profile.ProtocolIMAP)
 		if err != nil || s.Host != c.wantHost || s.Port != c.wantPort || string(s.Security) != c.wantSec {
 			t.Errorf("server(%q, %q) = %+v, %v", c.in, c.sec, s, err)
 		}

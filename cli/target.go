@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,65 +139,82 @@ func (f *targetFlags) validate() error {
 	return nil
 }
 
-// account builds the account the flags describe, after validate. Errors wrap errUsage (exit 2), except CA file
-// problems, which are returned as *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a
-// per-user cache directory it says so on env.Stderr and goes on without a CRL cache.
+// account builds the account the flags describe: the profile --profile names, or a profile built from the target
+// flags and validated like any other (profile.ValidateTarget: a command line may leave out the address and one of
+// the servers). Errors wrap errUsage (exit 2), except CA file problems, which are returned as
+// *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a per-user cache directory it says
+// so on env.Stderr and goes on without a CRL cache.
 func (f *targetFlags) account(env Env) (mail.Account, error) {
-	var a mail.Account
 	if err := f.validate(); err != nil {
-		return a, err
+		return mail.Account{}, err
 	}
+	var p *profile.Profile
 	if f.profile != "" {
-		return f.profileAccount(env)
+		store, err := profile.NewStore()
+		if err != nil {
+			return mail.Account{}, err
+		}
+		e, err := store.Load(f.profile)
+		if err != nil {
+			return mail.Account{}, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
+		}
+		p = e.Profile
+		if f.module == "" { // --module still overrides the profile's module; --token and --cert its certificate
+			f.module = p.PKCS11Module
+		}
+	} else {
+		var err error
+		if p, err = f.targetProfile(); err != nil {
+			return mail.Account{}, err
+		}
 	}
+	a, err := accounts.AccountOf(p, cacheDir(env))
+	if err != nil {
+		what := "the target flags"
+		if f.profile != "" {
+			what = fmt.Sprintf("--profile %q", f.profile)
+		}
+		return a, fmt.Errorf("%w: %s: %w", errUsage, what, err)
+	}
+	a.Password = os.Getenv(EnvPassword)
+	return a, nil
+}
+
+// targetProfile is the profile the target flags describe (never saved).
+func (f *targetFlags) targetProfile() (*profile.Profile, error) {
 	if f.imap == "" && f.smtp == "" {
-		return a, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
+		return nil, fmt.Errorf("%w: give --imap HOST:PORT and/or --smtp HOST:PORT", errUsage)
 	}
-	a.Auth = profile.Login(f.auth)
+	p := &profile.Profile{Version: profile.Version, Address: f.user, Login: profile.Login(f.auth),
+		TLSPolicy: profile.TLSPolicy(f.policy)}
 	var err error
 	if f.imap != "" {
-		if a.IMAP, err = server(f.imap, profile.Security(f.security), 993, 143); err != nil {
-			return a, fmt.Errorf("%w: --imap: %w", errUsage, err)
+		if p.IMAP, err = server(f.imap, profile.Security(f.security), profile.ProtocolIMAP); err != nil {
+			return nil, fmt.Errorf("%w: --imap: %w", errUsage, err)
 		}
 	}
 	if f.smtp != "" {
-		if a.SMTP, err = server(f.smtp, profile.Security(f.security), 465, 587); err != nil {
-			return a, fmt.Errorf("%w: --smtp: %w", errUsage, err)
+		if p.SMTP, err = server(f.smtp, profile.Security(f.security), profile.ProtocolSMTP); err != nil {
+			return nil, fmt.Errorf("%w: --smtp: %w", errUsage, err)
 		}
 	}
-	a.Address = f.user
-	a.Password = os.Getenv(EnvPassword)
-	if a.Policy, err = tlspolicy.New(tlspolicy.Name(f.policy), f.ca, cacheDir(env)); err != nil {
-		return a, fmt.Errorf("%w: %w", errUsage, err)
+	for _, ca := range f.ca { // a profile names files by absolute path; a command line may be relative
+		abs, err := filepath.Abs(ca)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --ca %q: %w", errUsage, ca, err)
+		}
+		p.CAFiles = append(p.CAFiles, abs)
 	}
-	return a, nil
+	if err := p.ValidateTarget(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return p, nil
 }
 
-// profileAccount loads the saved profile --profile names (user profiles, then the system presets IT deployed).
-// --module still overrides the profile's module; --token and --cert its certificate.
-func (f *targetFlags) profileAccount(env Env) (mail.Account, error) {
-	store, err := profile.NewStore()
-	if err != nil {
-		return mail.Account{}, err
-	}
-	e, err := store.Load(f.profile)
-	if err != nil {
-		return mail.Account{}, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
-	}
-	if f.module == "" {
-		f.module = e.Profile.PKCS11Module
-	}
-	a, err := accounts.AccountOf(e.Profile, cacheDir(env))
-	if err != nil {
-		return a, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
-	}
-	a.Password = os.Getenv(EnvPassword)
-	return a, nil
-}
-
-// server parses HOST[:PORT]. Without --tls the mode follows the port: STARTTLS for the STARTTLS port (143 or 587)
-// and 25, implicit TLS otherwise; without a port, the mode's usual port.
-func server(s string, sec profile.Security, implicitPort, starttlsPort int) (profile.Server, error) {
+// server parses HOST[:PORT] for protocol (profile.ProtocolIMAP or ProtocolSMTP). Without --tls the mode follows
+// the port: STARTTLS for the protocol's STARTTLS port (143 or 587) and 25, implicit TLS otherwise; without a port,
+// the mode's standard port (profile.StandardPort).
+func server(s string, sec profile.Security, protocol string) (profile.Server, error) {
 	host, portStr, err := net.SplitHostPort(s)
 	if err != nil {
 		host, portStr = strings.Trim(s, "[]"), ""
@@ -210,17 +228,14 @@ func server(s string, sec profile.Security, implicitPort, starttlsPort int) (pro
 			return profile.Server{}, fmt.Errorf("bad port in %q", s)
 		}
 	}
-	switch {
-	case sec == "" && port == 0:
-		sec, port = profile.Implicit, implicitPort
-	case sec == "" && (port == starttlsPort || port == 25):
-		sec = profile.StartTLS
-	case sec == "":
+	if sec == "" {
 		sec = profile.Implicit
-	case port == 0 && sec == profile.Implicit:
-		port = implicitPort
-	case port == 0:
-		port = starttlsPort
+		if port == profile.StandardPort(protocol, profile.StartTLS) || port == 25 {
+			sec = profile.StartTLS
+		}
+	}
+	if port == 0 {
+		port = profile.StandardPort(protocol, sec)
 	}
 	return profile.Server{Host: host, Port: port, Security: sec}, nil
 }

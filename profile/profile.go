@@ -104,27 +104,44 @@ func (p *Profile) Clone() *Profile {
 // Validate checks every field and returns the first problem as a *ValidationError, in the order the fields are
 // declared; nil when p can be saved and used. It does not touch the file system (CA files and the module may be
 // missing now and installed later).
-func (p *Profile) Validate() error {
+func (p *Profile) Validate() error { return p.validate(false) }
+
+// ValidateTarget is Validate for a connection target that is not saved: the command line's target flags build one.
+// It may leave out the name, the address (a login by the card certificate needs none) and one of its two servers
+// (a zero Server); everything it names is checked as Validate does, and at least one server is required.
+func (p *Profile) ValidateTarget() error {
+	if p.IMAP == (Server{}) && p.SMTP == (Server{}) {
+		return &ValidationError{Field: "imap", Reason: ReasonMissing}
+	}
+	return p.validate(true)
+}
+
+func (p *Profile) validate(target bool) error {
 	if p.Version != Version {
 		return &ValidationError{Field: "version", Reason: ReasonUnsupported}
 	}
-	if p.Name == "" {
+	if p.Name == "" && !target {
 		return &ValidationError{Field: "name", Reason: ReasonMissing}
 	}
-	if !ValidName(p.Name) {
+	if p.Name != "" && !ValidName(p.Name) {
 		return &ValidationError{Field: "name", Reason: ReasonBadName}
 	}
-	if p.Address == "" {
+	if p.Address == "" && !target {
 		return &ValidationError{Field: "address", Reason: ReasonMissing}
 	}
-	if _, _, ok := SplitAddress(p.Address); !ok {
+	if _, _, ok := SplitAddress(p.Address); p.Address != "" && !ok {
 		return &ValidationError{Field: "address", Reason: ReasonBadAddress}
 	}
-	if err := p.IMAP.validate("imap"); err != nil {
-		return err
-	}
-	if err := p.SMTP.validate("smtp"); err != nil {
-		return err
+	for _, side := range []struct {
+		name string
+		srv  Server
+	}{{"imap", p.IMAP}, {"smtp", p.SMTP}} {
+		if target && side.srv == (Server{}) {
+			continue
+		}
+		if err := side.srv.validate(side.name); err != nil {
+			return err
+		}
 	}
 	switch p.Login {
 	case "":
