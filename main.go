@@ -12,14 +12,12 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/cli"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/gui"
 	"github.com/cardmail/cardmail/profile"
-	"github.com/cardmail/cardmail/reader"
-	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
 	"github.com/cardmail/cardmail/version"
 	"github.com/cardmail/cardmail/words"
@@ -49,7 +47,7 @@ func main() {
 	os.Exit(runGUI(ctx, len(args) > 0 && args[0] == "demo"))
 }
 
-// runGUI starts the session manager on live reader events and opens the window.
+// runGUI starts the app's card and account services on live reader events and opens the window.
 func runGUI(ctx context.Context, withDemo bool) int {
 	opt := gui.Options{} // the GUI picks the language: CARDMAIL_LANG, the saved setting, or the system's
 	store, storeErr := profile.NewStore()
@@ -66,17 +64,17 @@ func runGUI(ctx context.Context, withDemo bool) int {
 		bridgeStore = &bridge.Store{Dir: filepath.Join(d.Dir, "bridge")}
 	}
 	opt.PIN = &gui.PINPrompter{}
-	m := session.New(session.Config{Module: os.Getenv("CARDMAIL_PKCS11_MODULE"), PINPrompt: opt.PIN.Prompt})
-	defer m.Close()
-	go m.Run(ctx, reader.Watch(ctx))
-	opt.Cards = gui.Cards{Manager: m}
+	cards := app.NewCards(app.CardsConfig{PINPrompt: opt.PIN.Prompt})
+	cards.Start(ctx)
+	defer cards.Close()
+	opt.Cards = cards
 	if storeErr == nil {
-		dirs, err := accounts.DefaultDirs() // no per-user cache: no CRL cache, and the window says so
+		dirs, err := app.DefaultDirs() // no per-user cache: no CRL cache, and the window says so
 		opt.CacheErr = err
-		svc := accounts.New(m, dirs, 0)
-		svc.BridgeStore = bridgeStore
-		defer svc.Close()
-		opt.Store, opt.Mail, opt.Bridges = store, svc, svc
+		accounts := app.NewAccounts(cards, dirs, 0, 0)
+		accounts.BridgeStore = bridgeStore
+		defer accounts.Close()
+		opt.Store, opt.Mail, opt.Bridges = store, accounts, accounts
 	} else {
 		fmt.Fprintln(os.Stderr, storeErr) // no home directory: the window still shows the cards, without accounts
 	}

@@ -205,8 +205,8 @@ func CheckLoopback(addr string) ([]string, error) {
 // address), or an error naming the bad Config field.
 func Start(cfg Config) (*Bridge, error) {
 	switch {
-	case cfg.Dialer == nil || cfg.Dialer.Sessions == nil:
-		return nil, errors.New("bridge: Config.Dialer with Sessions is required")
+	case cfg.Dialer == nil || cfg.Dialer.SessionsFor(cfg.Account) == nil:
+		return nil, errors.New("bridge: Config.Dialer and a session manager (Dialer.Sessions or Account.Sessions) are required")
 	case strings.TrimSpace(cfg.Account.Address) == "":
 		return nil, errors.New("bridge: the account has no address (local clients log in with it)")
 	case len(cfg.Password) < 16:
@@ -249,7 +249,7 @@ func Start(cfg Config) (*Bridge, error) {
 	for _, l := range smtpLns {
 		b.smtpA = append(b.smtpA, l.Addr().String())
 	}
-	b.unsub = cfg.Dialer.Sessions.Subscribe(b.onCardEvent)
+	b.unsub = cfg.Dialer.SessionsFor(cfg.Account).Subscribe(b.onCardEvent)
 	for _, l := range imapLns {
 		b.wg.Add(1)
 		go func() { defer b.wg.Done(); b.acceptIMAP(l) }()

@@ -255,7 +255,7 @@ func (s *imapConn) relay(up *mail.IMAPStream) {
 	s.b.setRelayed(1)
 	defer s.b.setRelayed(-1)
 	var cardGone, clientGone atomic.Bool
-	untrack := s.b.cfg.Dialer.Sessions.Track(up.Identity(), closerFunc(func() error {
+	untrack := up.Identity().Track(closerFunc(func() error {
 		cardGone.Store(true)
 		up.Close()
 		_ = s.lc.SetWriteDeadline(time.Now().Add(time.Second)) // a BYE must not wait on a client that reads nothing

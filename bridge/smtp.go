@@ -98,7 +98,7 @@ func (s *smtpSession) dial() error {
 	s.b.pinIdentity(up.Identity())
 	s.up = up
 	local := s.c.Conn()
-	s.untrack = s.b.cfg.Dialer.Sessions.Track(up.Identity(), closerFunc(func() error {
+	s.untrack = up.Identity().Track(closerFunc(func() error {
 		// The card left: the local connection goes too, at once, whatever it was doing. A message in DATA was not
 		// accepted (no 250 was sent), so the client keeps it and sends it again later.
 		s.cardGone.Store(true)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/diagnosis"
-	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -55,41 +54,27 @@ func runBridge(ctx context.Context, env Env, args []string) int {
 			return usageError(env, fmt.Errorf("%w: %s %q: %w", errUsage, flag, addr, err))
 		}
 	}
-	acct, err := tf.account(env)
+	p, err := tf.target()
 	if err != nil {
 		return usageError(env, err)
 	}
-	if acct.Address == "" {
+	if p.Address == "" {
 		return usageError(env, fmt.Errorf("%w: bridge needs --user ADDR (local clients log in with it)", errUsage))
 	}
 	imapAddr, smtpAddr := *listenIMAP, *listenSMTP
-	if acct.IMAP.Host == "" {
+	if p.IMAP.Host == "" {
 		imapAddr = ""
 	}
-	if acct.SMTP.Host == "" {
+	if p.SMTP.Host == "" {
 		smtpAddr = ""
 	}
-	store, err := bridge.DefaultStore()
-	if err != nil {
-		return fail(env, tf.asJSON, err)
-	}
-	password, err := store.Password(acct.Address)
-	if err != nil {
-		return fail(env, tf.asJSON, err)
-	}
-	tlsCfg, certFile, err := store.LoopbackTLS()
-	if err != nil {
-		return fail(env, tf.asJSON, err)
-	}
-	c := startCards(ctx, env, tf.module)
-	defer c.stop()
-	if acct.Cert, err = tf.selection(ctx, c.m, acct.Cert); err != nil {
+	r := tf.start(ctx, env)
+	defer r.stop()
+	if err := tf.pin(ctx, r, p); err != nil {
 		return fail(env, tf.asJSON, err)
 	}
 	out := &bridgeOutput{w: env.Stdout, lang: env.Lang, json: tf.asJSON}
-	b, err := bridge.Start(bridge.Config{Account: acct, Dialer: &mail.Dialer{Sessions: c.m, Timeout: tf.timeout},
-		IMAPAddr: imapAddr, SMTPAddr: smtpAddr, Password: password, TLS: tlsCfg, Lang: env.Lang,
-		OnEvent: out.event})
+	b, setup, err := r.accounts.ServeBridge(p, imapAddr, smtpAddr, env.Lang, out.event)
 	if err != nil {
 		var le *bridge.ListenError
 		switch {
@@ -105,6 +90,7 @@ func runBridge(ctx context.Context, env Env, args []string) int {
 		}
 		return fail(env, tf.asJSON, err)
 	}
+	password, certFile := setup.Password, setup.CertFile
 	out.ready(bridgeReady{Event: "ready", IMAP: b.IMAPAddr(), SMTP: b.SMTPAddr(), User: b.User(), Password: password,
 		LoopbackCert: certFile})
 	<-ctx.Done()

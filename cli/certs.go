@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/token"
 	"github.com/cardmail/cardmail/words"
 )
@@ -84,14 +85,11 @@ func runCerts(ctx context.Context, env Env, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	mod, err := token.ResolveModule(*module)
+	inv, err := app.NewCards(app.CardsConfig{}).Inventory(ctx, *module)
 	if err != nil {
 		return fail(env, *asJSON, err)
 	}
-	out, err := listTokens(ctx, env.Lang, mod.Path)
-	if err != nil {
-		return fail(env, *asJSON, err)
-	}
+	out := inventoryJSON(env.Lang, inv)
 	if *asJSON {
 		_ = writeJSON(env.Stdout, out)
 		return ExitOK
@@ -100,46 +98,29 @@ func runCerts(ctx context.Context, env Env, args []string) int {
 	return ExitOK
 }
 
-// listTokens reads every token of the module and its certificates, without a PIN, in a short-lived agent.
-func listTokens(ctx context.Context, lang words.Lang, module string) (certsJSON, error) {
-	out := certsJSON{OK: true, Module: module, Tokens: []tokenJSON{}}
-	c, err := token.Start(ctx, module)
-	if err != nil {
-		return out, err
-	}
-	defer c.Close()
-	mi := c.ModuleInfo()
-	out.ModuleInfo = moduleInfoJSON{Path: mi.Path, Manufacturer: mi.Manufacturer, Description: mi.Description,
-		Version: mi.Version, CryptokiVersion: mi.CryptokiVersion}
+// inventoryJSON is the --json shape of what the module shows without a PIN.
+func inventoryJSON(lang words.Lang, inv *app.Inventory) certsJSON {
+	mi := inv.Module
+	out := certsJSON{OK: true, Module: mi.Path, Tokens: []tokenJSON{}, ModuleInfo: moduleInfoJSON{Path: mi.Path,
+		Manufacturer: mi.Manufacturer, Description: mi.Description, Version: mi.Version,
+		CryptokiVersion: mi.CryptokiVersion}}
 	now := time.Now()
-	slots, err := c.Slots(ctx)
-	if err != nil {
-		return out, err
-	}
-	for _, s := range slots {
+	for _, ti := range inv.Tokens {
+		s := ti.Slot
 		t := tokenJSON{Slot: s.ID, Reader: s.Description, Label: s.Token.Label, Serial: s.Token.Serial,
 			Manufacturer: s.Token.Manufacturer, Model: s.Token.Model, PINPad: s.Token.ProtectedAuthPath,
 			PINCountLow: s.Token.UserPINCountLow, PINFinalTry: s.Token.UserPINFinalTry,
-			PINLocked: s.Token.UserPINLocked, PINState: string(s.Token.PINState()), Certificates: []certJSON{}}
+			PINLocked: s.Token.UserPINLocked, PINState: string(s.Token.PINState()), RSAPSS: ti.Mechanisms.RSAPSS,
+			Certificates: []certJSON{}}
 		if n := s.Token.PINTriesLeft(); n >= 0 {
 			t.PINTriesLeft = &n
 		}
-		if m, err := c.Mechanisms(ctx, s.ID); err == nil {
-			t.RSAPSS = m.RSAPSS
-		}
-		certs, err := c.Certificates(ctx, s.ID)
-		if err != nil {
-			if token.CardChanged(err) {
-				continue // the card left while being read
-			}
-			return out, err
-		}
-		for i := range certs {
-			t.Certificates = append(t.Certificates, describeJSON(lang, &certs[i], now))
+		for i := range ti.Certificates {
+			t.Certificates = append(t.Certificates, describeJSON(lang, &ti.Certificates[i], now))
 		}
 		out.Tokens = append(out.Tokens, t)
 	}
-	return out, nil
+	return out
 }
 
 func describeJSON(lang words.Lang, c *token.Certificate, now time.Time) certJSON {

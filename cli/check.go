@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cardmail/cardmail/diagnosis"
-	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
 )
 
 // runCheck is `cardmail check [target flags] [--json] [--repeat N --interval D]`: the diagnosis ladder against the
@@ -19,26 +19,26 @@ func runCheck(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account(env)
+	p, err := tf.target()
 	if err != nil {
 		return usageError(env, err)
 	}
-	c := startCards(ctx, env, tf.module)
-	defer c.stop()
-	var targets []diagnosis.Target
-	if acct.IMAP.Host != "" {
-		targets = append(targets, diagnosis.Target{Protocol: diagnosis.ProtocolIMAP})
+	r := tf.start(ctx, env)
+	defer r.stop()
+	var protocols []string
+	if p.IMAP.Host != "" {
+		protocols = append(protocols, diagnosis.ProtocolIMAP)
 	}
-	if acct.SMTP.Host != "" {
-		targets = append(targets, diagnosis.Target{Protocol: diagnosis.ProtocolSMTP, SendTo: *to})
+	if p.SMTP.Host != "" {
+		protocols = append(protocols, diagnosis.ProtocolSMTP)
 	}
 	status := ExitOK
 	for i := 0; i < tf.repeat; i++ {
 		if i > 0 && !sleepCtx(ctx, tf.interval) {
 			break
 		}
-		for _, t := range targets {
-			rep := explainReport(env.Lang, checkOnce(ctx, c, tf, acct, t))
+		for _, protocol := range protocols {
+			rep := explainReport(env.Lang, checkOnce(ctx, r, tf, p, protocol, *to))
 			if !rep.OK {
 				status = ExitFailure
 			}
@@ -60,13 +60,14 @@ func pinRefused(c diagnosis.Code) bool {
 	return c == diagnosis.PINIncorrect || c == diagnosis.PINLocked
 }
 
-// checkOnce resolves the certificate selection and runs the ladder once.
-func checkOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, t diagnosis.Target) *diagnosis.Report {
-	sel, err := tf.selection(ctx, c.m, acct.Cert)
-	if err != nil {
+// checkOnce pins the certificate the flags name and runs the diagnosis once (for SMTP, with a test message to to
+// when it is set).
+func checkOnce(ctx context.Context, r *runApp, tf *targetFlags, p *profile.Profile, protocol, to string) *diagnosis.Report {
+	if err := tf.pin(ctx, r, p); err != nil {
 		return diagnosis.Failed(diagnosis.StepClientCert, err)
 	}
-	acct.Cert = sel
-	t.Account, t.Timeout = acct, tf.timeout
-	return diagnosis.Run(ctx, c.m, t)
+	if protocol == diagnosis.ProtocolSMTP && to != "" {
+		return r.accounts.CheckSend(ctx, p, to, nil)
+	}
+	return r.accounts.Check(ctx, p, protocol, nil)
 }

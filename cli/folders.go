@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cardmail/cardmail/mail"
+	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -35,21 +36,21 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account(env)
+	p, err := tf.target()
 	if err != nil {
 		return usageError(env, err)
 	}
-	if acct.IMAP.Host == "" {
+	if p.IMAP.Host == "" {
 		return usageError(env, fmt.Errorf("%w: folders needs --imap HOST:PORT", errUsage))
 	}
-	c := startCards(ctx, env, tf.module)
-	defer c.stop()
+	r := tf.start(ctx, env)
+	defer r.stop()
 	status := ExitOK
 	for i := 0; i < tf.repeat; i++ {
 		if i > 0 && !sleepCtx(ctx, tf.interval) {
 			break
 		}
-		out := foldersOnce(ctx, c, tf, acct, env.Lang)
+		out := foldersOnce(ctx, r, tf, p, env.Lang)
 		if !out.OK {
 			status = ExitFailure
 		}
@@ -78,17 +79,11 @@ func runFolders(ctx context.Context, env Env, args []string) int {
 	return status
 }
 
-func foldersOnce(ctx context.Context, c *cards, tf *targetFlags, acct mail.Account, lang words.Lang) foldersJSON {
-	sel, err := tf.selection(ctx, c.m, acct.Cert)
+func foldersOnce(ctx context.Context, r *runApp, tf *targetFlags, p *profile.Profile, lang words.Lang) foldersJSON {
 	var folders []mail.Folder
+	err := tf.pin(ctx, r, p)
 	if err == nil {
-		acct.Cert = sel
-		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
-		var conn *mail.IMAPConn
-		if conn, err = d.IMAP(ctx, acct); err == nil {
-			folders, err = conn.Folders(ctx)
-			_ = conn.Close()
-		}
+		folders, err = r.accounts.FoldersOnce(ctx, p, nil)
 	}
 	out := foldersJSON{outcome: outcomeOf(lang, err), Folders: []folderJSON{}}
 	for _, f := range folders {

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/words"
 )
@@ -64,7 +65,7 @@ func runReaders(ctx context.Context, env Env, args []string) int {
 	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rs, err := reader.List(lctx)
+	rs, err := app.NewCards(app.CardsConfig{}).Readers(lctx)
 	out := readersJSON{Service: err == nil, Readers: []readerJSON{}}
 	if err != nil {
 		out.Problem, out.Message, out.Code = string(reader.ProblemOf(err)), readerProblem(env.Lang, err), reader.Detail(err)
@@ -103,7 +104,7 @@ func runReaders(ctx context.Context, env Env, args []string) int {
 
 func watchReaders(ctx context.Context, env Env, asJSON bool) int {
 	enc := json.NewEncoder(env.Stdout)
-	for ev := range reader.Watch(ctx) {
+	for ev := range app.NewCards(app.CardsConfig{}).WatchReaders(ctx) {
 		line := eventJSON{Event: ev.Kind.String(), Reader: ev.Reader, ATR: hexATR(ev.ATR), EventCount: ev.EventCount,
 			Time: ev.Time.Format(time.RFC3339Nano)}
 		if ev.Err != nil {

@@ -34,26 +34,24 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 	if st, ok := parse(fs, args); !ok {
 		return st
 	}
-	acct, err := tf.account(env)
+	p, err := tf.target()
 	if err != nil {
 		return usageError(env, err)
 	}
 	switch {
-	case acct.SMTP.Host == "":
+	case p.SMTP.Host == "":
 		return usageError(env, fmt.Errorf("%w: send-test needs --smtp HOST:PORT", errUsage))
 	case *to == "" || strings.ContainsAny(*to, "\r\n<> "):
 		return usageError(env, fmt.Errorf("%w: send-test needs --to ADDR", errUsage))
-	case acct.Address == "":
+	case p.Address == "":
 		return usageError(env, fmt.Errorf("%w: send-test needs --user ADDR (the sender)", errUsage))
 	}
-	c := startCards(ctx, env, tf.module)
-	defer c.stop()
+	r := tf.start(ctx, env)
+	defer r.stop()
 	var sent *mail.Sent
-	sel, err := tf.selection(ctx, c.m, acct.Cert)
+	err = tf.pin(ctx, r, p)
 	if err == nil {
-		acct.Cert = sel
-		d := &mail.Dialer{Sessions: c.m, Timeout: tf.timeout}
-		sent, err = d.SendTest(ctx, acct, *to)
+		sent, err = r.accounts.SendTestTo(ctx, p, *to, nil)
 	}
 	out := sentJSON{outcome: outcomeOf(env.Lang, err), To: []string{}, Unconfirmed: errors.Is(err, mail.ErrDeliveryUnconfirmed)}
 	if sent != nil {

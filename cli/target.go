@@ -16,11 +16,9 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/diagnosis"
-	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
-	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/tlspolicy"
 	"github.com/cardmail/cardmail/words"
@@ -139,45 +137,34 @@ func (f *targetFlags) validate() error {
 	return nil
 }
 
-// account builds the account the flags describe: the profile --profile names, or a profile built from the target
-// flags and validated like any other (profile.ValidateTarget: a command line may leave out the address and one of
-// the servers). Errors wrap errUsage (exit 2), except CA file problems, which are returned as
-// *tlspolicy.CAFileError (a usage error too: the flag names a bad file). Without a per-user cache directory it says
-// so on env.Stderr and goes on without a CRL cache.
-func (f *targetFlags) account(env Env) (mail.Account, error) {
+// target is the account the flags describe, as a profile: the one --profile names (with --module overriding its
+// module), or a profile built from the target flags and validated like any other (profile.ValidateTarget: a command
+// line may leave out the address and one of the servers). Errors wrap errUsage (exit 2).
+func (f *targetFlags) target() (*profile.Profile, error) {
 	if err := f.validate(); err != nil {
-		return mail.Account{}, err
+		return nil, err
 	}
-	var p *profile.Profile
-	if f.profile != "" {
-		store, err := profile.NewStore()
-		if err != nil {
-			return mail.Account{}, err
-		}
-		e, err := store.Load(f.profile)
-		if err != nil {
-			return mail.Account{}, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
-		}
-		p = e.Profile
-		if f.module == "" { // --module still overrides the profile's module; --token and --cert its certificate
-			f.module = p.PKCS11Module
-		}
-	} else {
-		var err error
-		if p, err = f.targetProfile(); err != nil {
-			return mail.Account{}, err
-		}
+	if f.profile == "" {
+		return f.targetProfile()
 	}
-	a, err := accounts.AccountOf(p, cacheDir(env))
+	store, err := profile.NewStore()
 	if err != nil {
-		what := "the target flags"
-		if f.profile != "" {
-			what = fmt.Sprintf("--profile %q", f.profile)
-		}
-		return a, fmt.Errorf("%w: %s: %w", errUsage, what, err)
+		return nil, err
 	}
-	a.Password = os.Getenv(EnvPassword)
-	return a, nil
+	e, err := store.Load(f.profile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
+	}
+	p := e.Profile
+	if f.module != "" {
+		if p.PKCS11Module, err = filepath.Abs(f.module); err != nil {
+			return nil, fmt.Errorf("%w: --module %q: %w", errUsage, f.module, err)
+		}
+	}
+	if err := app.CheckTarget(p); err != nil {
+		return nil, fmt.Errorf("%w: --profile %q: %w", errUsage, f.profile, err)
+	}
+	return p, nil
 }
 
 // targetProfile is the profile the target flags describe (never saved).
@@ -198,6 +185,11 @@ func (f *targetFlags) targetProfile() (*profile.Profile, error) {
 			return nil, fmt.Errorf("%w: --smtp: %w", errUsage, err)
 		}
 	}
+	if f.module != "" {
+		if p.PKCS11Module, err = filepath.Abs(f.module); err != nil {
+			return nil, fmt.Errorf("%w: --module %q: %w", errUsage, f.module, err)
+		}
+	}
 	for _, ca := range f.ca { // a profile names files by absolute path; a command line may be relative
 		abs, err := filepath.Abs(ca)
 		if err != nil {
@@ -205,7 +197,7 @@ func (f *targetFlags) targetProfile() (*profile.Profile, error) {
 		}
 		p.CAFiles = append(p.CAFiles, abs)
 	}
-	if err := p.ValidateTarget(); err != nil {
+	if err := app.CheckTarget(p); err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return p, nil
@@ -243,7 +235,7 @@ func server(s string, sec profile.Security, protocol string) (profile.Server, er
 // cacheDir returns the per-user CRL cache directory; without one it tells the person why no CRL is kept (in plain
 // words, on env.Stderr) and returns "" (no cache, never a directory other users share).
 func cacheDir(env Env) string {
-	dirs, err := accounts.DefaultDirs()
+	dirs, err := app.DefaultDirs()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "cardmail: %s\n(%v)\n", words.T(env.Lang, "cache.none", nil), err)
 	}
@@ -256,57 +248,53 @@ func usageError(env Env, err error) int {
 	return ExitUsage
 }
 
-// cards is the session manager of one CLI run, fed by a live reader watcher.
-type cards struct {
-	m      *session.Manager
-	cancel context.CancelFunc
-	done   chan struct{}
+// runApp is the app of one CLI run: the card service, fed by a live reader watcher (until the watcher has reported
+// the present cards, a session manager asks PKCS#11 itself, so a check started at once sees an inserted card), and
+// the account service, with the PIN prompt of the terminal or CARDMAIL_PIN (guarded: pinguard.go) and the password
+// of CARDMAIL_PASSWORD. Call stop when done.
+type runApp struct {
+	cards    *app.Cards
+	accounts *app.Accounts
 }
 
-// startCards starts the session manager for the CLI: session.New with the PIN prompt, and m.Run on reader.Watch.
-// Until the watcher has reported the present cards (reader.Synced), the manager asks PKCS#11 itself, so a check
-// started at once sees an inserted card. Call stop when done.
-func startCards(ctx context.Context, env Env, module string) *cards {
-	if module == "" {
-		module = os.Getenv(EnvModule)
-	}
+func (f *targetFlags) start(ctx context.Context, env Env) *runApp {
 	guard := newPINGuard()
-	m := session.New(session.Config{Module: module, PINPrompt: pinPrompt(env, guard), LoginOutcome: guard.outcome})
-	wctx, cancel := context.WithCancel(ctx)
-	c := &cards{m: m, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(c.done); m.Run(wctx, reader.Watch(wctx)) }()
-	return c
+	cards := app.NewCards(app.CardsConfig{PINPrompt: pinPrompt(env, guard), LoginOutcome: guard.outcome})
+	cards.Start(ctx)
+	accounts := app.NewAccounts(cards, app.Dirs{Cache: cacheDir(env)}, -1, f.timeout)
+	accounts.Password = func(*profile.Profile) string { return os.Getenv(EnvPassword) }
+	return &runApp{cards: cards, accounts: accounts}
 }
 
-func (c *cards) stop() {
-	c.cancel()
-	<-c.done
-	_ = c.m.Close()
+func (r *runApp) stop() {
+	_ = r.accounts.Close()
+	_ = r.cards.Close()
 }
 
-// selection resolves --token/--cert to a session.Selection. Without either, the manager picks the first usable
-// certificate (or the profile's pinned one). --cert is a SHA-256 fingerprint (64 hex digits, colons ignored) or a
-// CKA_ID in hex; a CKA_ID or --token is resolved on the cards present at the first round and then pinned to that
-// certificate's fingerprint, so that another person's card never serves a later round. A CKA_ID that several
-// present certificates share is a usage error.
-func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current session.Selection) (session.Selection, error) {
+// pin applies --token/--cert to p's certificate. Without either, p keeps its own choice (a saved profile pins the
+// certificate chosen in the wizard) or none (the first usable certificate). --cert is a SHA-256 fingerprint (64 hex
+// digits, colons ignored) or a CKA_ID in hex; a CKA_ID or --token is resolved on the cards present at the first
+// round and then pinned to that certificate's fingerprint (in p and in the flags), so that another person's card
+// never serves a later round. A CKA_ID that several present certificates share is a usage error.
+func (f *targetFlags) pin(ctx context.Context, r *runApp, p *profile.Profile) error {
 	want := strings.ToLower(strings.ReplaceAll(f.cert, ":", ""))
 	if f.token == "" && want == "" {
-		return current, nil // no flag: the profile's choice, or the manager's
+		return nil
 	}
 	if f.token == "" && len(want) == 64 {
-		return session.Selection{CertSHA256: want}, nil
+		p.CertSHA256 = want
+		return nil
 	}
-	certs, err := m.Certificates(ctx)
+	certs, err := r.cards.Manager(p.PKCS11Module).Certificates(ctx)
 	if err != nil {
-		return session.Selection{}, err
+		return err
 	}
 	var found []string
 	for _, c := range certs {
 		if f.token != "" && c.TokenLabel != f.token {
 			continue
 		}
-		fp := strings.ToLower(strings.ReplaceAll(c.Fingerprint(), ":", ""))
+		fp := c.Fingerprint()
 		if want != "" && want != fp && want != strings.ToLower(c.IDHex()) {
 			continue
 		}
@@ -319,16 +307,16 @@ func (f *targetFlags) selection(ctx context.Context, m *session.Manager, current
 	}
 	if len(found) > 1 && f.token == "" {
 		// A CKA_ID is the same on every card of a kind (PIV key 9A is 01 on all of them): it cannot pin a person.
-		return session.Selection{}, fmt.Errorf("%w: --cert %s matches %d certificates on the present cards (%s); "+
+		return fmt.Errorf("%w: --cert %s matches %d certificates on the present cards (%s); "+
 			"give the SHA-256 fingerprint of the one to use", errUsage, f.cert, len(found), strings.Join(found, ", "))
 	}
-	if len(found) > 0 {
-		// Pinned from now on: later rounds of --repeat use this certificate, whoever's card is in the reader.
-		f.cert, f.token = found[0], ""
-		return session.Selection{CertSHA256: found[0]}, nil
+	if len(found) == 0 {
+		return fmt.Errorf("%w (token %q, cert %q): %w", ErrNoMatchingCertificate, f.token, f.cert,
+			session.ErrNoUsableCertificate)
 	}
-	return session.Selection{}, fmt.Errorf("%w (token %q, cert %q): %w", ErrNoMatchingCertificate, f.token, f.cert,
-		session.ErrNoUsableCertificate)
+	f.cert, f.token = found[0], "" // pinned from now on
+	p.CertSHA256 = found[0]
+	return nil
 }
 
 // pinPrompt asks the PIN: from CARDMAIL_PIN when set, else on the terminal without echo (env.Stdin must be a

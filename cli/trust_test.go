@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/words"
 )
 
@@ -71,7 +73,7 @@ func checkReport(t *testing.T, args ...string) (*diagnosis.Report, map[string]an
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	acct, err := tf.account(Env{Stderr: io.Discard, Lang: words.English})
+	acct, err := noCardAccount(tf, Env{Stderr: io.Discard, Lang: words.English})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestNoUserCacheDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		var stderr strings.Builder
-		acct, err := tf.account(Env{Stderr: &stderr, Lang: lang})
+		acct, err := noCardAccount(tf, Env{Stderr: &stderr, Lang: lang})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,4 +182,14 @@ func TestNoUserCacheDir(t *testing.T) {
 			t.Fatalf("%s: policy %+v", lang, acct.Policy)
 		}
 	}
+}
+
+// noCardAccount is the account the flags describe, as a run of the CLI builds it (cacheDir says so on env.Stderr
+// when there is no cache), with no card service: the servers of these tests do not ask for a certificate.
+func noCardAccount(tf *targetFlags, env Env) (mail.Account, error) {
+	p, err := tf.target()
+	if err != nil {
+		return mail.Account{}, err
+	}
+	return app.NewAccounts(app.OneManager(nil), app.Dirs{Cache: cacheDir(env)}, -1, 0).Account(p)
 }

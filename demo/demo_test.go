@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/diagnosis"
@@ -46,7 +46,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	go m.Run(ctx, reader.Watch(ctx))
-	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
+	svc := app.NewAccounts(app.OneManager(m), app.Dirs{Cache: t.TempDir()}, 0, 0)
 	defer svc.Close()
 
 	entry, err := env.Store.Load("demo")

@@ -13,7 +13,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/diagnosis"
@@ -63,13 +63,13 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx, reader.Watch(ctx)) }()
-	svc := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
+	svc := app.NewAccounts(app.OneManager(m), app.Dirs{Cache: t.TempDir()}, 0, 0)
 	t.Cleanup(func() { svc.Close(); cancel(); <-done; m.Close() })
 
 	store := &profile.Store{UserDir: t.TempDir()}
 	a := newSerialApp(t)
 	b.InsertWait(t, 0, 0)
-	mw := newMainWindow(a, Options{Cards: Cards{Manager: m}, Lang: words.English, Store: store, Mail: svc})
+	mw := newMainWindow(a, Options{Cards: managerCards{m}, Lang: words.English, Store: store, Mail: svc})
 	v := mw.accounts
 	waitUI(t, "the card's certificate", func() bool { return mw.cards.certList.Length() == 1 })
 
@@ -187,3 +187,9 @@ func TestBenchMailboxSurvivesCardReplug(t *testing.T) {
 		t.Fatalf("%d PIN prompts in all, want exactly one more after reinsertion (2)", n)
 	}
 }
+
+// managerCards is the cards view's service over one session manager and the machine's readers (what *app.Cards
+// does for the app, without its reader watcher: this test feeds the manager itself).
+type managerCards struct{ *session.Manager }
+
+func (managerCards) Readers(ctx context.Context) ([]reader.Reader, error) { return reader.List(ctx) }

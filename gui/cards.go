@@ -16,19 +16,13 @@ import (
 	"github.com/cardmail/cardmail/words"
 )
 
-// CardService is what the cards view needs from the domain: the readers, the certificates of the present cards, and
-// card events. *Cards (session manager + reader listing) implements it; tests give fakes.
+// CardService is what the cards view needs: the readers, the certificates of the present cards, and card events.
+// *app.Cards implements it; tests give fakes.
 type CardService interface {
 	Readers(ctx context.Context) ([]reader.Reader, error)
 	Certificates(ctx context.Context) ([]session.CardCert, error)
 	Subscribe(fn func(session.Event)) (unsubscribe func())
 }
-
-// Cards adapts a session manager and the PC/SC reader listing to CardService.
-type Cards struct{ *session.Manager }
-
-// Readers lists the PC/SC readers.
-func (Cards) Readers(ctx context.Context) ([]reader.Reader, error) { return reader.List(ctx) }
 
 // cardsView shows the readers and the certificates of the present cards, refreshed after every card event. All its
 // fields are touched on the UI goroutine only; background work hands results over with fyne.Do.

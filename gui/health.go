@@ -28,7 +28,7 @@ func cacheWarning(lang words.Lang, err error) fyne.CanvasObject {
 }
 
 // moduleInfoer is what the health display needs beyond CardService: the PKCS#11 module the cards were read with.
-// gui.Cards (the session manager) has it; fakes may.
+// *app.Cards has it; fakes may.
 type moduleInfoer interface {
 	ModuleInfo() (token.ModuleInfo, bool)
 }

@@ -22,6 +22,8 @@ type Account struct {
 	Password string // may be empty (operator-defined); never logged, never in errors or reports
 	Policy   *tlspolicy.Policy
 	Cert     session.Selection
+	// Sessions is the session manager of the account's PKCS#11 module; nil means the Dialer's.
+	Sessions *session.Manager
 }
 
 // String describes the account without its password.

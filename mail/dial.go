@@ -182,6 +182,14 @@ func (d *Dialer) open(ctx context.Context, a Account, srv profile.Server, cn *co
 	return cfg, cn.connect(ctx, srv)
 }
 
+// SessionsFor is the session manager that serves a's card: a.Sessions, else d.Sessions.
+func (d *Dialer) SessionsFor(a Account) *session.Manager {
+	if a.Sessions != nil {
+		return a.Sessions
+	}
+	return d.Sessions
+}
+
 // connect opens the TCP connection to srv.
 func (c *conn) connect(ctx context.Context, srv profile.Server) error {
 	return c.step(ctx, StepConnect, func() error {
@@ -196,7 +204,8 @@ func (c *conn) connect(ctx context.Context, srv profile.Server) error {
 // session manager, and state capture in VerifyConnection. It resolves the card identity (the PIN may be asked here),
 // so a missing card fails before any network I/O.
 func (d *Dialer) tlsConfig(ctx context.Context, a Account, srv profile.Server, c *conn) (*tls.Config, error) {
-	if d.Sessions == nil {
+	sessions := d.SessionsFor(a)
+	if sessions == nil {
 		return nil, &ConfigError{Field: "Sessions"}
 	}
 	base := a.Policy.Base(srv.Host, c.facts)
@@ -214,7 +223,7 @@ func (d *Dialer) tlsConfig(ctx context.Context, a Account, srv profile.Server, c
 		return nil
 	}
 	start := time.Now()
-	cfg, id, err := d.Sessions.TLSConfig(ctx, base, a.Cert, c.rec)
+	cfg, id, err := sessions.TLSConfig(ctx, base, a.Cert, c.rec)
 	if c.tr.Step != nil {
 		c.tr.Step(StepCard, err, time.Since(start))
 	}

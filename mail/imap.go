@@ -41,7 +41,7 @@ type IMAPConn struct {
 }
 
 // IMAP connects to a.IMAP, makes the TLS handshake with the card, and logs in (see Auth). The connection is tracked
-// by d.Sessions and closed by it on a card change. Errors are *StepError wrapping the typed cause.
+// by its card's session manager (Dialer.SessionsFor) and closed by it on a card change. Errors are *StepError wrapping the typed cause.
 //
 // A handshake that offered a cached TLS session and failed is retried once with a full handshake (see
 // retryResumption).
@@ -123,7 +123,7 @@ func (d *Dialer) imapOnce(ctx context.Context, a Account, cn *conn) (*IMAPConn, 
 		<-ic.c.Closed()
 		ic.markClosed()
 	}()
-	ic.untrack = d.Sessions.Track(cn.id, closerFunc(func() error {
+	ic.untrack = cn.id.Track(closerFunc(func() error {
 		ic.markClosed()
 		return cn.raw.Close() // never blocks: the client's reader goroutine ends on its own
 	}))

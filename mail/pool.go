@@ -42,11 +42,12 @@ type poolKey struct {
 	password string
 	cert     session.Selection
 	policy   *tlspolicy.Policy
+	sessions *session.Manager
 }
 
 func keyOf(a Account) poolKey {
 	return poolKey{address: a.Address, server: a.IMAP, auth: a.auth(), password: a.Password, cert: a.Cert,
-		policy: a.Policy}
+		policy: a.Policy, sessions: a.Sessions}
 }
 
 type poolEntry struct {

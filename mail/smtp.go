@@ -160,7 +160,7 @@ func (c *SMTPConn) Close() error {
 }
 
 // SMTP connects to a.SMTP, makes the TLS handshake with the card and logs in (see Auth). The connection is tracked
-// by d.Sessions. Like IMAP, a failed resumption is retried once with a full handshake. Errors are *StepError
+// by its card's session manager. Like IMAP, a failed resumption is retried once with a full handshake. Errors are *StepError
 // wrapping the typed cause.
 func (d *Dialer) SMTP(ctx context.Context, a Account) (*SMTPConn, error) {
 	if err := a.check(a.SMTP); err != nil {
@@ -242,7 +242,7 @@ func (d *Dialer) smtpOnce(ctx context.Context, a Account, cn *conn) (*SMTPConn, 
 		return nil, mech, err
 	}
 	sc := &SMTPConn{Client: c, Mechanism: mech, cn: cn}
-	sc.untrack = d.Sessions.Track(cn.id, cn.raw)
+	sc.untrack = cn.id.Track(cn.raw)
 	ok = true
 	return sc, mech, nil
 }

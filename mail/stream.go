@@ -60,7 +60,7 @@ func (s *IMAPStream) Close() error {
 const maxWireLine = 64 << 10
 
 // IMAPStream connects to a.IMAP, makes the TLS handshake with the card, logs in (see Auth) and returns the
-// connection as a stream, tracked by d.Sessions. Like IMAP, a failed resumption is retried once with a full
+// connection as a stream, tracked by its card's session manager. Like IMAP, a failed resumption is retried once with a full
 // handshake. Errors are *StepError wrapping the typed cause, as for IMAP.
 func (d *Dialer) IMAPStream(ctx context.Context, a Account) (*IMAPStream, error) {
 	if err := a.check(a.IMAP); err != nil {
@@ -123,7 +123,7 @@ func (d *Dialer) streamOnce(ctx context.Context, a Account, cn *conn) (*IMAPStre
 		return nil, err
 	}
 	s := &IMAPStream{Conn: wc.conn, Reader: wc.r, Caps: wc.caps, Mechanism: mech, cn: cn}
-	s.untrack = d.Sessions.Track(cn.id, closerFunc(func() error { return cn.raw.Close() }))
+	s.untrack = cn.id.Track(closerFunc(func() error { return cn.raw.Close() }))
 	ok = true
 	return s, nil
 }

@@ -227,6 +227,9 @@ func acquire(ctx context.Context, sem chan struct{}) error {
 	}
 }
 
+// Track is the manager's Track for id (see Manager.Track).
+func (id *Identity) Track(c io.Closer) (untrack func()) { return id.m.Track(id, c) }
+
 // Track registers c to be closed when id's card generation ends (card removed or changed, manager closed). If it
 // has already ended, c is closed at once. Closing must not block for long: pass the raw network connection (the
 // manager waits for closers, up to a bound, before it tells subscribers). The returned func unregisters c without

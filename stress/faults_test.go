@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/demo"
@@ -51,7 +51,7 @@ func mailProfile(t testing.TB, name, imapAddr, smtpAddr, caFile string) *profile
 type demoRig struct {
 	*rig
 	ms    *demo.MailServer
-	svc   *accounts.Service
+	svc   *app.Accounts
 	prof  *profile.Profile
 	roots *x509.CertPool
 }
@@ -68,7 +68,7 @@ func newDemoRig(t *testing.T, opt rigOptions) *demoRig {
 	d := &demoRig{rig: r, ms: ms, roots: x509.NewCertPool()}
 	d.roots.AddCert(r.b.PKI.CA)
 	d.prof = demo.DemoProfile(ms, caFile(t, r.b, dir), r.b.Alice)
-	d.svc = accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl")}, -1)
+	d.svc = app.NewAccounts(app.OneManager(r.m), app.Dirs{Cache: filepath.Join(dir, "crl")}, -1, 0)
 	t.Cleanup(func() { d.svc.Close() })
 	return d
 }
@@ -187,7 +187,7 @@ func TestFaultDovecotRestart(t *testing.T) {
 	dv := mailsrv.StartDovecot(t, r.b.PKI, mailsrv.DovecotOptions{Folders: 300, Messages: 3, NoPostfix: true})
 	dir := t.TempDir()
 	prof := mailProfile(t, "dovecot", dv.IMAPS, dv.SubmissionS, dv.CAFile)
-	svc := accounts.New(r.m, accounts.Dirs{Cache: filepath.Join(dir, "crl")}, -1)
+	svc := app.NewAccounts(app.OneManager(r.m), app.Dirs{Cache: filepath.Join(dir, "crl")}, -1, 0)
 	t.Cleanup(func() { svc.Close() })
 	r.insert(t, 0)
 	list := func() ([]mail.Folder, error) {

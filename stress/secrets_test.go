@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/cli"
@@ -199,11 +199,11 @@ func TestSecretsNeverWritten(t *testing.T) {
 	if !strings.HasPrefix(store.UserDir, home) {
 		t.Fatalf("profile store %s is not under HOME %s", store.UserDir, home)
 	}
-	dirs, err := accounts.DefaultDirs()
+	dirs, err := app.DefaultDirs()
 	if err != nil || !strings.HasPrefix(dirs.Cache, home) {
 		t.Fatalf("account dirs %+v (%v) are not under HOME %s", dirs, err, home)
 	}
-	svc := accounts.New(r.m, dirs, -1)
+	svc := app.NewAccounts(app.OneManager(r.m), dirs, -1, 0)
 	t.Cleanup(func() { svc.Close() })
 	prof := mailProfile(t, "clinic", dv.IMAPS, dv.SubmissionS, dv.CAFile)
 	prof.Login = profile.LoginPlain

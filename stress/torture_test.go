@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/diagnosis"
@@ -65,7 +65,7 @@ type change struct {
 // like a real OMNIKEY reader (80 bytes, longer than a PKCS#11 slot description) and signing like a real card
 // (300 ms), while workers use the cards through one session manager (fed by reader.Watch) against the demo mail
 // server, which resumes TLS sessions and reports who authenticated every handshake. Every account pins its
-// certificate: folder listings for Alice's and for Bruno's account (accounts.Service, pooled IMAP connections),
+// certificate: folder listings for Alice's and for Bruno's account (app.Accounts, pooled IMAP connections),
 // diagnosis ladders and bare TLS handshakes for Alice's. It asserts, and prints:
 //   - every handshake the server accepted was authenticated by a card that was in the reader at that moment, and
 //     never while no card was in (a resumed TLS session of the previous person counts as that person);
@@ -128,7 +128,7 @@ func TestTorture(t *testing.T) {
 	t.Logf("baseline: %d goroutines, %d fds, %d agents", base.goroutines, base.fds, base.agents)
 	r := newRig(t, rigOptions{bench: b})
 
-	svc := accounts.New(r.m, accounts.Dirs{Cache: dir + "/crl"}, 0)
+	svc := app.NewAccounts(app.OneManager(r.m), app.Dirs{Cache: dir + "/crl"}, 0, 0)
 	acct, err := svc.Account(profs[0])
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,11 @@
-package accounts_test
+package app_test
 
 import (
 	"net"
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/accounts"
+	"github.com/cardmail/cardmail/app"
 	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"
@@ -18,8 +18,8 @@ func TestBridgesOfProfiles(t *testing.T) {
 	m := session.New(session.Config{Module: "/nonexistent/module.so"})
 	defer m.Close()
 	dir := t.TempDir()
-	newSvc := func() *accounts.Service {
-		s := accounts.New(m, accounts.Dirs{Cache: t.TempDir()}, 0)
+	newSvc := func() *app.Accounts {
+		s := app.NewAccounts(app.OneManager(m), app.Dirs{Cache: t.TempDir()}, 0, 0)
 		s.BridgeStore = &bridge.Store{Dir: dir}
 		return s
 	}

@@ -1,4 +1,4 @@
-package accounts
+package app
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 )
 
 // registry returns the service's bridge registry, created on first use on BridgeStore (default: the user's store).
-func (s *Service) registry() (*bridge.Registry, error) {
+func (s *Accounts) registry() (*bridge.Registry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.bridges != nil {
@@ -28,7 +28,7 @@ func (s *Service) registry() (*bridge.Registry, error) {
 
 // BridgeSetup returns the saved bridge settings of a profile's account, its bridge password (created on first use)
 // and the loopback certificate file.
-func (s *Service) BridgeSetup(p *profile.Profile) (bridge.Setup, error) {
+func (s *Accounts) BridgeSetup(p *profile.Profile) (bridge.Setup, error) {
 	r, err := s.registry()
 	if err != nil {
 		return bridge.Setup{}, err
@@ -47,7 +47,7 @@ func (s *Service) BridgeSetup(p *profile.Profile) (bridge.Setup, error) {
 
 // StartBridge starts (or restarts) the bridge of a profile's account with set and remembers it as enabled. lang is
 // the language of the texts its local clients show.
-func (s *Service) StartBridge(p *profile.Profile, set bridge.Settings, lang words.Lang) error {
+func (s *Accounts) StartBridge(p *profile.Profile, set bridge.Settings, lang words.Lang) error {
 	r, err := s.registry()
 	if err != nil {
 		return err
@@ -60,8 +60,36 @@ func (s *Service) StartBridge(p *profile.Profile, set bridge.Settings, lang word
 	return err
 }
 
+// ServeBridge starts a bridge for p outside the registry (the command line's `bridge`, which runs until it is
+// interrupted): it is not remembered as enabled, and its setup comes from the same store (the password local
+// clients log in with is stable for the account and the OS user). imapAddr or smtpAddr "" leaves that side out;
+// onEvent hears every connection, card event and upstream error. The caller closes the bridge. Errors: those of
+// bridge.Start (*bridge.ListenError for a taken port or a non-loopback address), the store's, or the account's.
+func (s *Accounts) ServeBridge(p *profile.Profile, imapAddr, smtpAddr string, lang words.Lang,
+	onEvent func(bridge.Event)) (*bridge.Bridge, bridge.Setup, error) {
+	setup, err := s.BridgeSetup(p)
+	if err != nil {
+		return nil, setup, err
+	}
+	a, err := s.Account(p)
+	if err != nil {
+		return nil, setup, err
+	}
+	r, err := s.registry()
+	if err != nil {
+		return nil, setup, err
+	}
+	tlsCfg, _, err := r.Store().LoopbackTLS()
+	if err != nil {
+		return nil, setup, err
+	}
+	b, err := bridge.Start(bridge.Config{Account: a, Dialer: s.dialer, IMAPAddr: imapAddr, SMTPAddr: smtpAddr,
+		Password: setup.Password, TLS: tlsCfg, Lang: lang, OnEvent: onEvent})
+	return b, setup, err
+}
+
 // StopBridge stops the bridge of account name and remembers it as disabled.
-func (s *Service) StopBridge(name string) error {
+func (s *Accounts) StopBridge(name string) error {
 	r, err := s.registry()
 	if err != nil {
 		return err
@@ -70,7 +98,7 @@ func (s *Service) StopBridge(name string) error {
 }
 
 // ResetBridgePassword gives a profile's account a new bridge password; a running bridge restarts with it.
-func (s *Service) ResetBridgePassword(p *profile.Profile, lang words.Lang) (string, error) {
+func (s *Accounts) ResetBridgePassword(p *profile.Profile, lang words.Lang) (string, error) {
 	r, err := s.registry()
 	if err != nil {
 		return "", err
@@ -90,7 +118,7 @@ func (s *Service) ResetBridgePassword(p *profile.Profile, lang words.Lang) (stri
 }
 
 // BridgeStatus returns the status of account name's bridge; false when it does not run.
-func (s *Service) BridgeStatus(name string) (bridge.Status, bool) {
+func (s *Accounts) BridgeStatus(name string) (bridge.Status, bool) {
 	r, err := s.registry()
 	if err != nil {
 		return bridge.Status{}, false
@@ -104,7 +132,7 @@ func (s *Service) BridgeStatus(name string) (bridge.Status, bool) {
 
 // SubscribeBridges calls fn with the account name after each event of its bridge (from the bridges' goroutines;
 // fn must not block). The returned func unsubscribes.
-func (s *Service) SubscribeBridges(fn func(name string)) func() {
+func (s *Accounts) SubscribeBridges(fn func(name string)) func() {
 	r, err := s.registry()
 	if err != nil {
 		return func() {}
@@ -114,7 +142,7 @@ func (s *Service) SubscribeBridges(fn func(name string)) func() {
 
 // StartEnabledBridges starts the bridges that were on when the app last ran (and are not running), and returns the
 // errors by account name.
-func (s *Service) StartEnabledBridges(ps []*profile.Profile, lang words.Lang) map[string]error {
+func (s *Accounts) StartEnabledBridges(ps []*profile.Profile, lang words.Lang) map[string]error {
 	r, err := s.registry()
 	if err != nil {
 		return nil
@@ -136,7 +164,7 @@ func (s *Service) StartEnabledBridges(ps []*profile.Profile, lang words.Lang) ma
 }
 
 // closeBridges stops the running bridges (their settings stay).
-func (s *Service) closeBridges() error {
+func (s *Accounts) closeBridges() error {
 	s.mu.Lock()
 	r := s.bridges
 	s.mu.Unlock()
