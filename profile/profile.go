@@ -12,10 +12,10 @@
 package profile
 
 import (
-	"net"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
