@@ -19,7 +19,7 @@ import (
 	"github.com/cardmail/cardmail/words"
 )
 
-// BridgeService runs the local bridges (package bridge) of the accounts; *accounts.Service implements it. Its calls
+// BridgeService runs the local bridges (package bridge) of the accounts; *app.Accounts implements it. Its calls
 // may touch files and the network: the GUI makes them off the UI goroutine.
 type BridgeService interface {
 	BridgeSetup(p *profile.Profile) (bridge.Setup, error)

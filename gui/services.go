@@ -20,7 +20,7 @@ type AccountStore interface {
 	Delete(name string) error
 }
 
-// MailService runs account operations; *accounts.Service implements it.
+// MailService runs account operations; *app.Accounts implements it.
 type MailService interface {
 	// Check runs the diagnosis of one side of an account; the report carries a code, the GUI words it (explain.go).
 	Check(ctx context.Context, p *profile.Profile, protocol string, progress func(diagnosis.Step)) *diagnosis.Report
