@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"fyne.io/fyne/v2"
+
+	"github.com/cardmail/cardmail/internal/atomicfile"
 )
 
 // writeURI writes what fill produces to wc (which it closes). A local file is replaced atomically (writeAtomic; kind
@@ -36,29 +37,11 @@ func writeURI(wc fyne.URIWriteCloser, kind string, fill func(io.Writer) error) e
 	return err
 }
 
-// writeAtomic replaces path with what fill writes (mode 0600): readers see the old file or the new one, never a
-// part. The temporary file (".cardmail-<kind>-*" in the same directory) is synced before the rename and removed on
-// failure. Errors name kind and path.
-func writeAtomic(path, kind string, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".cardmail-"+kind+"-*")
-	if err != nil {
+// writeAtomic replaces path with what fill writes (mode 0600, internal/atomicfile): readers see the old file or the
+// new one, never a part. Errors name kind and path.
+func writeAtomic(path, kind string, fill func(io.Writer) error) error {
+	if err := atomicfile.WriteFunc(path, 0o600, fill); err != nil {
 		return fmt.Errorf("%s %s: %w", kind, path, err)
 	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-			err = fmt.Errorf("%s %s: %w", kind, path, err)
-		}
-	}()
-	if err = fill(f); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cardmail/cardmail/internal/atomicfile"
 )
 
 // Scope says where a profile file lives.
@@ -93,11 +95,6 @@ type Entry struct {
 }
 
 const fileExt = ".json"
-
-// isTemp reports whether a directory entry is a temporary file of Save (".NAME.json.tmp-RANDOM").
-func isTemp(base string) bool {
-	return strings.HasPrefix(base, ".") && strings.Contains(base, fileExt+".tmp-")
-}
 
 // List returns one entry per profile name, sorted by name: the user's profiles and the system presets, a user
 // profile hiding a preset of the same name (even when the user file is broken: Load reports its error). A file
@@ -285,17 +282,16 @@ func (s *Store) Save(p *Profile) error {
 	return s.syncUserDir()
 }
 
-// put writes p atomically over path ("" means UserDir/<p.Name>.json), without syncing the directory.
+// put writes p atomically over path ("" means UserDir/<p.Name>.json) with internal/atomicfile.
 func (s *Store) put(p *Profile, path string) error {
-	tmp, target, err := s.writeTemp(p)
+	data, target, err := s.prepare(p)
 	if err != nil {
 		return err
 	}
 	if path == "" {
 		path = target
 	}
-	if err := replaceFile(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return &FileError{Path: path, Err: err}
 	}
 	return nil
@@ -307,18 +303,17 @@ func (s *Store) put(p *Profile, path string) error {
 // atomic step (a hard link, or MoveFileEx without replace on Windows), so two processes creating the same name cannot
 // both succeed. A system preset of that name is no obstacle: the new profile shadows it.
 func (s *Store) Create(p *Profile) error {
-	tmp, target, err := s.writeTemp(p)
+	data, target, err := s.prepare(p)
 	if err != nil {
 		return err
 	}
-	if err := renameNoReplace(tmp, target); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Create(target, data, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return s.existsError(p.Name, target)
 		}
 		return &FileError{Path: target, Err: err}
 	}
-	return s.syncUserDir()
+	return nil
 }
 
 // Rename replaces the user profile called old with p, which may have another name; no profile is ever lost or
@@ -362,7 +357,7 @@ func (s *Store) Rename(old string, p *Profile) error {
 		if err := s.Create(p); err != nil {
 			return err
 		}
-		if err := removeFile(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := atomicfile.Remove(oldPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return &FileError{Path: oldPath, Err: err}
 		}
 		return s.syncUserDir()
@@ -375,66 +370,42 @@ func (s *Store) Rename(old string, p *Profile) error {
 	if err := s.put(p, oldPath); err != nil {
 		return err
 	}
-	if err := replaceFile(oldPath, target); err != nil {
+	if err := atomicfile.Rename(oldPath, target); err != nil {
 		return &FileError{Path: target, Err: err}
 	}
 	if s.onDisk(p.Name) != p.Name {
 		// The file system ignored a rename that only changes case (Linux case-folding directories): move the
 		// file to a temporary name and back. List does not show it for that instant.
 		mid := filepath.Join(s.UserDir, "."+p.Name+fileExt+".respell")
-		if err := replaceFile(target, mid); err != nil {
+		if err := atomicfile.Rename(target, mid); err != nil {
 			return &FileError{Path: target, Err: err}
 		}
-		if err := replaceFile(mid, target); err != nil {
+		if err := atomicfile.Rename(mid, target); err != nil {
 			return &FileError{Path: target, Err: err}
 		}
 	}
 	return s.syncUserDir()
 }
 
-// writeTemp validates p and writes it, fsynced and closed, to a new temporary file of UserDir (created if needed);
+// prepare validates and marshals p, and makes sure UserDir exists (removing temporary files a crash left there);
 // target is UserDir/<p.Name>.json. Errors: *ValidationError, *FileError.
-func (s *Store) writeTemp(p *Profile) (tmp, target string, err error) {
-	data, err := Marshal(p)
+func (s *Store) prepare(p *Profile) (data []byte, target string, err error) {
+	data, err = Marshal(p)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	if s.UserDir == "" {
-		return "", "", &FileError{Path: "", Err: fs.ErrInvalid}
+		return nil, "", &FileError{Path: "", Err: fs.ErrInvalid}
 	}
 	if err := os.MkdirAll(s.UserDir, 0o700); err != nil {
-		return "", "", &FileError{Path: s.UserDir, Err: err}
+		return nil, "", &FileError{Path: s.UserDir, Err: err}
 	}
 	s.removeStaleTemps()
-	target = filepath.Join(s.UserDir, p.Name+fileExt)
-	f, err := os.CreateTemp(s.UserDir, "."+p.Name+fileExt+".tmp-*")
-	if err != nil {
-		return "", "", &FileError{Path: target, Err: err}
-	}
-	tmp = f.Name()
-	fail := func(err error) (string, string, error) {
-		f.Close()
-		os.Remove(tmp)
-		return "", "", &FileError{Path: target, Err: err}
-	}
-	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return "", "", &FileError{Path: target, Err: err}
-	}
-	return tmp, target, nil
+	return data, filepath.Join(s.UserDir, p.Name+fileExt), nil
 }
 
 func (s *Store) syncUserDir() error {
-	if err := syncDir(s.UserDir); err != nil {
+	if err := atomicfile.SyncDir(s.UserDir); err != nil {
 		return &FileError{Path: s.UserDir, Err: err}
 	}
 	return nil
@@ -471,7 +442,7 @@ func (s *Store) removeStaleTemps() {
 	}
 	cutoff := time.Now().Add(-staleTemp)
 	for _, de := range des {
-		if !isTemp(de.Name()) || !de.Type().IsRegular() {
+		if !atomicfile.IsTemp(de.Name()) || !de.Type().IsRegular() {
 			continue
 		}
 		if fi, err := de.Info(); err == nil && fi.ModTime().Before(cutoff) {
@@ -489,9 +460,9 @@ func (s *Store) Delete(name string) error {
 	}
 	if s.UserDir != "" {
 		path := filepath.Join(s.UserDir, name+fileExt)
-		err := removeFile(path)
+		err := atomicfile.Remove(path)
 		if err == nil {
-			if err := syncDir(s.UserDir); err != nil {
+			if err := atomicfile.SyncDir(s.UserDir); err != nil {
 				return &FileError{Path: s.UserDir, Err: err}
 			}
 			return nil
@@ -506,21 +477,4 @@ func (s *Store) Delete(name string) error {
 		}
 	}
 	return fmt.Errorf("profile %q: %w", name, ErrNotFound)
-}
-
-// syncDir makes a rename or removal in dir durable. Windows cannot fsync a directory (and NTFS journals renames),
-// so it is a no-op there.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

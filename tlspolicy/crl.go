@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/cardmail/cardmail/internal/atomicfile"
 )
 
 // Why a CRL is refused (in RevocationStatus.Err, wrapped with details). A refused CRL says nothing about the
@@ -420,26 +422,7 @@ func (c *Checker) storeCRL(u string, rl *x509.RevocationList, issuer *x509.Certi
 			return nil
 		}
 	}
-	if err := os.MkdirAll(c.CacheDir, 0o700); err != nil {
-		return &CacheError{Path: path, Err: err}
-	}
-	f, err := os.CreateTemp(c.CacheDir, ".crl-*.tmp")
-	if err != nil {
-		return &CacheError{Path: path, Err: err}
-	}
-	tmp := f.Name()
-	_, err = f.Write(rl.Raw)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteDir(path, rl.Raw, 0o600, 0o700); err != nil {
 		return &CacheError{Path: path, Err: err}
 	}
 	return nil

@@ -1,8 +1,12 @@
 // Package atomicfile replaces files atomically: a reader (or a crash) sees the old file or the new one, never a
-// part. It is CardMail's one way of writing a file that matters (profiles, reports, CRL cache, records).
+// part. It is CardMail's one way of writing a file that matters (profiles, reports, saved attachments, the CRL
+// cache, the bridge store, the PIN-refusal record). On Windows, where another process's open handle makes a rename or
+// a removal fail for a moment (ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION: a profile saved while another process
+// reads it), renames and removals are retried for a bounded time, like cmd/go's robustio.
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,18 +29,29 @@ func IsTemp(name string) bool {
 // directory, flushes it to disk, renames it over path and flushes the directory. The directory must exist. On error
 // path is unchanged and the temporary file is removed; the error is the *os.PathError of the step that failed.
 func Write(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, os.Rename)
+	return write(path, bytesFill(data), perm, Rename)
 }
 
-// Create is Write for a file that must not be replaced: the temporary file is hard-linked to path (link(2) and
-// CreateHardLink never replace), so when several processes create the same file at once, exactly one succeeds and
-// the others get an *os.LinkError wrapping fs.ErrExist (they then read the winner's file).
+// WriteFunc is Write with the contents written by fill (a large download streamed to disk). When fill fails, path is
+// unchanged and the error is fill's.
+func WriteFunc(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	return write(path, fill, perm, Rename)
+}
+
+// Create is Write for a file that must not be replaced: the temporary file gets path's name only if no file has it
+// (a hard link on Unix, MoveFileEx without MOVEFILE_REPLACE_EXISTING on Windows), as the file system compares names
+// (a name that differs only in case is taken on Windows and macOS). When several processes create the same file at
+// once exactly one succeeds; the others get an error matching fs.ErrExist (an *os.LinkError) and change nothing.
 func Create(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, os.Link)
+	return write(path, bytesFill(data), perm, renameNoReplace)
 }
 
-// write writes data to a temporary file next to path and gives it path's name with publish (rename or link).
-func write(path string, data []byte, perm os.FileMode, publish func(oldpath, newpath string) error) (err error) {
+func bytesFill(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error { _, err := w.Write(data); return err }
+}
+
+// write writes fill's bytes to a temporary file next to path and gives it path's name with publish.
+func write(path string, fill func(io.Writer) error, perm os.FileMode, publish func(oldpath, newpath string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+tempMarker+"*")
 	if err != nil {
@@ -52,7 +67,7 @@ func write(path string, data []byte, perm os.FileMode, publish func(oldpath, new
 	if err = f.Chmod(perm); err != nil && runtime.GOOS != "windows" {
 		return err
 	}
-	if _, err = f.Write(data); err != nil {
+	if err = fill(f); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
@@ -64,7 +79,7 @@ func write(path string, data []byte, perm os.FileMode, publish func(oldpath, new
 	if err = publish(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
 // WriteDir is Write after creating path's directory (and its parents) with permissions dirPerm when missing.
@@ -75,8 +90,9 @@ func WriteDir(path string, data []byte, perm, dirPerm os.FileMode) error {
 	return Write(path, data, perm)
 }
 
-// syncDir flushes a directory's entries (the rename) to disk; Windows has no such call and needs none.
-func syncDir(dir string) error {
+// SyncDir makes a rename or removal in dir durable (fsync of the directory). Windows cannot fsync a directory (and
+// NTFS journals renames), so it is a no-op there.
+func SyncDir(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}

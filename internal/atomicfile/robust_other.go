@@ -1,12 +1,19 @@
 //go:build !windows
 
-package profile
+package atomicfile
 
 import (
 	"errors"
 	"io/fs"
 	"os"
 )
+
+// Rename is os.Rename (Unix lets a file be renamed over while others read it; Windows needs retries, see
+// robust_windows.go).
+func Rename(from, to string) error { return os.Rename(from, to) }
+
+// Remove is os.Remove (see Rename).
+func Remove(path string) error { return os.Remove(path) }
 
 // renameNoReplace moves tmp to target unless target exists (an error matching fs.ErrExist then), atomically: a hard
 // link fails when the name is taken, as the file system compares names. File systems without hard links get a
