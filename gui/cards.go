@@ -24,6 +24,18 @@ type CardService interface {
 	Subscribe(fn func(session.Event)) (unsubscribe func())
 }
 
+// tickHealth recomputes the health display every healthRefresh until the view ends (a chain of timers: no goroutine
+// waits in between).
+func (v *cardsView) tickHealth() {
+	time.AfterFunc(healthRefresh, func() {
+		if v.stopped.Load() {
+			return
+		}
+		v.do(func() { v.health.update(v.certs, v.svc) })
+		v.tickHealth()
+	})
+}
+
 // cardsView shows the readers and the certificates of the present cards, refreshed after every card event. All its
 // fields are touched on the UI goroutine only; background work hands results over with fyne.Do.
 type cardsView struct {
@@ -65,6 +77,7 @@ func newCardsView(svc CardService, lang words.Lang) *cardsView {
 	v.progress = widget.NewProgressBarInfinite()
 	v.progress.Hide()
 	v.health = newHealthView(lang)
+	v.tickHealth()
 
 	// Readers are a status list, not choices: each row says whether a card is in, under the reader's name (cut
 	// with an ellipsis: real names reach 80 bytes).

@@ -129,6 +129,10 @@ type healthView struct {
 	box  *fyne.Container
 }
 
+// healthRefresh is how often the cards view recomputes the health display without a card event: a window left open
+// for days still counts the days down (and turns to a warning 30 days before the end).
+var healthRefresh = time.Hour
+
 func newHealthView(lang words.Lang) *healthView {
 	return &healthView{lang: lang, now: time.Now, box: container.NewVBox()}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,4 +211,29 @@ func TestScreenshotsCardHealth(t *testing.T) {
 		}
 		t.Logf("wrote %s", path)
 	}
+}
+
+// A window left open counts the days down without any card event: the health display is recomputed every
+// healthRefresh (an hour; shortened here).
+func TestHealthCountsDownWithoutEvents(t *testing.T) {
+	t.Setenv("CARDMAIL_LANG", "")
+	old := healthRefresh
+	healthRefresh = 20 * time.Millisecond
+	t.Cleanup(func() { healthRefresh = old })
+	a := newSerialApp(t)
+	cards := &healthCards{fakeCards: fixedCards(t), module: openSC023}
+	cards.certs = []session.CardCert{soonCard(t)}
+	mw := newMainWindow(a, Options{Cards: cards, Lang: words.English, Store: testStore(t), Mail: &acctMail{}})
+	var mu sync.Mutex
+	now := healthNow
+	mw.cards.health.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	mw.cards.refresh()
+	days := func(n int) string {
+		return words.T(words.English, "health.expiry.soon", map[string]any{"Days": n, "Date": "2027-03-13"})
+	}
+	waitUI(t, "12 days", func() bool { return strings.Contains(strings.Join(healthText(mw.cards.health), "\n"), days(12)) })
+	mu.Lock()
+	now = now.Add(24 * time.Hour) // a day passes, no card event
+	mu.Unlock()
+	waitUI(t, "11 days", func() bool { return strings.Contains(strings.Join(healthText(mw.cards.health), "\n"), days(11)) })
 }
