@@ -64,6 +64,12 @@ func StartOptions(t testing.TB, opt Options) *Bench {
 	if err := EnsurePCSCDNamed(friendly); err != nil {
 		t.Fatalf("bench: %v", err)
 	}
+	for _, name := range ReaderNames(friendly) {
+		// A card a previous lock holder removed may still be seen for one pcscd poll (400 ms): start empty.
+		if err := WaitCard(name, false, WaitTimeout); err != nil {
+			t.Fatalf("bench: a card is still in %q at the start: %v", name, err)
+		}
+	}
 	if friendly != DefaultFriendlyName {
 		// Leave the machine's pcscd as other tests (and other checkouts' benches) expect it, before the lock goes.
 		t.Cleanup(func() {

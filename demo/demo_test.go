@@ -32,7 +32,13 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Close()
+	defer func() {
+		env.Close()
+		// Hand the bench over with the reader empty as pcscd sees it (it polls every 400 ms).
+		if err := bench.WaitCard(bench.ReaderName0, false, bench.WaitTimeout); err != nil {
+			t.Error(err)
+		}
+	}()
 	module, err := bench.OpenSCModule()
 	if err != nil {
 		t.Fatal(err)
