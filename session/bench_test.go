@@ -39,6 +39,12 @@ type tlsServer struct {
 
 func startTLSServer(t testing.TB, b *bench.Bench, minV, maxV uint16) *tlsServer {
 	t.Helper()
+	return startTLSServerFunc(t, b, minV, maxV, func(*tls.Conn) {})
+}
+
+// startTLSServerFunc is startTLSServer that calls then on each connection after its answer, before closing it.
+func startTLSServerFunc(t testing.TB, b *bench.Bench, minV, maxV uint16, then func(*tls.Conn)) *tlsServer {
+	t.Helper()
 	srv, err := b.PKI.ServerCert("127.0.0.1", "localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +80,7 @@ func startTLSServer(t testing.TB, b *bench.Bench, minV, maxV uint16) *tlsServer 
 					return
 				}
 				fmt.Fprintf(tc, "hello %s\n", tc.ConnectionState().PeerCertificates[0].Subject.CommonName)
+				then(tc)
 			}()
 		}
 	}()
