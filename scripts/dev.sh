@@ -33,13 +33,16 @@ ensure_tools() {
 }
 
 start_pcscd() {
-  if [ -S /run/pcscd/pcscd.comm ] && pgrep -x pcscd >/dev/null 2>&1; then return; fi
+  # Under the machine-wide bench lock that bench.Lock takes (tests stop and restart pcscd while they hold it); -o: the
+  # pcscd started here must not inherit the lock's file descriptor, or it would hold the lock for ever.
   $SUDO mkdir -p /run/pcscd
   # Detached, without --auto-exit (nothing would restart it); the bench restarts it itself when a test kills it.
-  $SUDO sh -c 'setsid pcscd --foreground >/tmp/cardmail-pcscd.log 2>&1 < /dev/null &'
-  for _ in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && return; sleep 0.1; done
-  echo "pcscd did not start; see /tmp/cardmail-pcscd.log" >&2
-  exit 1
+  flock -o -w 900 "${TMPDIR:-/tmp}/cardmail-bench.lock" $SUDO sh -c '
+    if [ -S /run/pcscd/pcscd.comm ] && pgrep -x pcscd >/dev/null 2>&1; then exit 0; fi
+    setsid pcscd --foreground >/tmp/cardmail-pcscd.log 2>&1 < /dev/null &
+    for _ in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && exit 0; sleep 0.1; done
+    echo "pcscd did not start; see /tmp/cardmail-pcscd.log" >&2
+    exit 1' || exit 1
 }
 
 cmd="${1:-}"

@@ -4,16 +4,20 @@ import (
 	"bufio"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
 
-// Result is one benchmark result line of `go test -bench`: the benchmark's name without the GOMAXPROCS suffix, its
-// package, the iteration count and every value/unit pair (ns/op, B/op, custom b.ReportMetric units).
+// Result is a benchmark's result in `go test -bench` output: its name without the GOMAXPROCS suffix, its package,
+// the iteration count and every value/unit pair (ns/op, B/op, custom b.ReportMetric units). A benchmark run several
+// times (-count) has one Result: Runs is the number of result lines, Iterations those of the first, and each metric
+// the median of the runs (of the runs that reported it).
 type Result struct {
 	Pkg        string
 	Name       string
 	Iterations int64
+	Runs       int
 	Metrics    map[string]float64
 }
 
@@ -161,5 +165,48 @@ func Parse(r io.Reader) *Output {
 		o.Text[p] = b.String()
 	}
 	o.All = all.String()
+	o.Results = mergeRuns(o.Results)
 	return o
+}
+
+// mergeRuns folds the results of one benchmark run several times into one, in the order of their first run, with
+// the median of each metric.
+func mergeRuns(rs []Result) []Result {
+	type key struct{ pkg, name string }
+	var order []key
+	runs := map[key][]Result{}
+	for _, r := range rs {
+		k := key{r.Pkg, r.Name}
+		if _, ok := runs[k]; !ok {
+			order = append(order, k)
+		}
+		runs[k] = append(runs[k], r)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		group := runs[k]
+		m := Result{Pkg: k.pkg, Name: k.name, Iterations: group[0].Iterations, Runs: len(group), Metrics: map[string]float64{}}
+		values := map[string][]float64{}
+		for _, r := range group {
+			for u, v := range r.Metrics {
+				values[u] = append(values[u], v)
+			}
+		}
+		for u, vs := range values {
+			m.Metrics[u] = median(vs)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// median is the middle value of vs (the mean of the two middle ones for an even count).
+func median(vs []float64) float64 {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
