@@ -3,7 +3,6 @@ package gui
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,15 +29,16 @@ const lateAt = 40 * time.Second
 
 // BenchmarkColdStart builds CardMail and a minimal Fyne window (testdata/hello, the baseline) the same way, starts
 // each coldStartRuns times under a private Xvfb with Alice's virtual card in a reader (the bench: a clinic desk has
-// the card in), and measures the time from exec to the window being mapped and viewable (polled with xwininfo) and
-// the resident memory idleAfter after the first frame, of the GUI process alone and of its whole process tree (the
-// GUI and its PKCS#11 agent children, found and read in /proc); for CardMail, the tree once more lateAt after the
-// start, when the spare agent has been closed. Targets: CardMail ≤ 1 s to the first frame, ≤ 150 MB idle RSS.
-// It needs Xvfb and xwininfo (scripts/install-deps.sh: xvfb x11-utils) and the bench (pcscd, vpcd, OpenSC).
+// the card in), and measures the time from exec to the window being mapped (seen by one xev client on the root
+// window, then checked viewable and titled with xwininfo) and the resident memory idleAfter after the first frame,
+// of the GUI process alone and of its whole process tree (the GUI and its PKCS#11 agent children, found and read in
+// /proc); for CardMail, the tree once more lateAt after the start, when the spare agent has been closed. Targets:
+// CardMail ≤ 1 s to the first frame, ≤ 150 MB idle RSS. It needs Xvfb, xev and xwininfo (scripts/install-deps.sh:
+// xvfb x11-utils), stdbuf and the bench (pcscd, vpcd, OpenSC).
 func BenchmarkColdStart(b *testing.B) {
-	for _, tool := range []string{"Xvfb", "xwininfo"} {
+	for _, tool := range []string{"Xvfb", "xwininfo", "xev", "stdbuf"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			b.Fatalf("%s not found: install with apt-get install xvfb x11-utils (or scripts/install-deps.sh)", tool)
+			b.Fatalf("%s not found: install with apt-get install xvfb x11-utils coreutils (or scripts/install-deps.sh)", tool)
 		}
 	}
 	dir := b.TempDir()
@@ -52,9 +52,12 @@ func BenchmarkColdStart(b *testing.B) {
 	bn := bench.Start(b) // CardMail talks to pcscd: hold the bench lock
 	bn.InsertWait(b, 0, 0)
 	display := startXvfb(b)
+	watch := startMapWatcher(b, display)
 	cfg := b.TempDir() // no saved accounts, no saved settings
 	env := append(os.Environ(), "DISPLAY="+display, "XDG_CONFIG_HOME="+cfg, "XDG_CACHE_HOME="+cfg, "CARDMAIL_LANG=en",
 		app.EnvModule+"="+bn.OpenSC)
+	// A warm-up start, not measured: it proves the watcher sees the windows mapped.
+	coldStart(b, watch, hello, "hello", display, env, 0)
 
 	type row struct {
 		name                                       string
@@ -69,7 +72,7 @@ func BenchmarkColdStart(b *testing.B) {
 				if j == 1 {
 					late = lateAt
 				}
-				m := coldStart(b, bin.path, bin.title, display, env, late)
+				m := coldStart(b, watch, bin.path, bin.title, display, env, late)
 				rw := rows[j]
 				rw.start = append(rw.start, m.firstFrame.Seconds()*1000)
 				rw.gui, rw.tree, rw.kids = append(rw.gui, m.gui), append(rw.tree, m.tree), append(rw.kids, float64(m.children))
@@ -149,32 +152,96 @@ type startMeasure struct {
 	children, lateChildren int
 }
 
-// coldStart starts path and measures it (startMeasure); late > 0 reads the tree once more late after the start.
-func coldStart(b *testing.B, path, title, display string, env []string, late time.Duration) startMeasure {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second+late)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path)
+// mapWatcher is one X client (xev on the root window) that reports each window mapped on the display with the time
+// it read the event: the first frame of a cold start, seen without polling the X server (a storm of short-lived
+// clients can fill the X server's client table while the app connects, and the app then fails with
+// "PlatformUnavailable").
+type mapWatcher struct {
+	maps chan mapEvent
+}
+
+type mapEvent struct {
+	window string // X window id, "0x400020"
+	at     time.Time
+}
+
+func startMapWatcher(b *testing.B, display string) *mapWatcher {
+	cmd := exec.Command("stdbuf", "-oL", "xev", "-display", display, "-root", "-event", "substructure")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("xev: %v", err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := &mapWatcher{maps: make(chan mapEvent, 16)}
+	go func() {
+		s := bufio.NewScanner(out)
+		var at time.Time
+		for s.Scan() {
+			// "MapNotify event, serial 18, synthetic NO, window 0x50d," then "    event 0x50d, window 0x400020, override NO"
+			line := s.Text()
+			if strings.HasPrefix(line, "MapNotify event") {
+				at = time.Now()
+				continue
+			}
+			if _, after, ok := strings.Cut(line, ", window "); ok && !at.IsZero() {
+				id, _, _ := strings.Cut(after, ",")
+				select {
+				case w.maps <- mapEvent{window: id, at: at}:
+				default:
+				}
+			}
+			at = time.Time{}
+		}
+	}()
+	return w
+}
+
+// next waits for the next window mapped; ok is false when done is closed or timeout passed first.
+func (w *mapWatcher) next(done <-chan struct{}, timeout time.Duration) (mapEvent, bool) {
+	select {
+	case ev := <-w.maps:
+		return ev, true
+	case <-done:
+	case <-time.After(timeout):
+	}
+	return mapEvent{}, false
+}
+
+func (w *mapWatcher) drain() {
+	for len(w.maps) > 0 {
+		<-w.maps
+	}
+}
+
+// coldStart starts path and measures it (startMeasure): the first frame is its first window mapped, which must be
+// a viewable window titled title. late > 0 reads the tree once more late after the start.
+func coldStart(b *testing.B, w *mapWatcher, path, title, display string, env []string, late time.Duration) startMeasure {
+	cmd := exec.Command(path)
 	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	w.drain()
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for {
-		out, err := exec.CommandContext(ctx, "xwininfo", "-display", display, "-name", title).Output()
-		if err == nil && bytes.Contains(out, []byte("IsViewable")) {
-			break
-		}
-		if ctx.Err() != nil {
-			b.Fatalf("%s: no viewable window %q within 30 s\n%s", path, title, stderr.String())
-		}
-		// Each xwininfo is an X client: polling much faster fills the X server's client table while the app
-		// connects, and the app then fails with "PlatformUnavailable". 10 ms is the resolution of the measure.
-		time.Sleep(10 * time.Millisecond)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() { cmd.Process.Kill(); <-exited }()
+	ev, ok := w.next(exited, 30*time.Second)
+	if !ok {
+		cmd.Process.Kill()
+		<-exited
+		b.Fatalf("%s: no window mapped within 30 s, or it exited first (%v)\n%s", path, cmd.ProcessState, stderr.String())
 	}
-	m := startMeasure{firstFrame: time.Since(t0)}
+	m := startMeasure{firstFrame: ev.at.Sub(t0)}
+	if out, err := exec.Command("xwininfo", "-display", display, "-id", ev.window).Output(); err != nil ||
+		!bytes.Contains(out, []byte(`"`+title+`"`)) || !bytes.Contains(out, []byte("IsViewable")) {
+		b.Fatalf("%s: the window mapped first is not a viewable %q (%v):\n%s", path, title, err, out)
+	}
 	time.Sleep(idleAfter)
 	pid := cmd.Process.Pid
 	m.gui = float64(rssKB(b, pid)) / 1024

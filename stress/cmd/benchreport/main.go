@@ -98,16 +98,21 @@ func machine(cpu, goVersion string) Machine {
 }
 
 func num(v float64, unit string) string {
+	var s string
 	switch {
 	case v == 0:
-		return "0 " + unit
+		s = "0"
 	case v >= 100:
-		return fmt.Sprintf("%.0f %s", v, unit)
+		s = fmt.Sprintf("%.0f", v)
 	case v >= 10:
-		return fmt.Sprintf("%.1f %s", v, unit)
+		s = fmt.Sprintf("%.1f", v)
 	default:
-		return fmt.Sprintf("%.2f %s", v, unit)
+		s = fmt.Sprintf("%.2f", v)
 	}
+	if unit == "" {
+		return s
+	}
+	return s + " " + unit
 }
 
 func ratio(a, b float64) string {

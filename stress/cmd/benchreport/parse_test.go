@@ -89,7 +89,7 @@ func TestParse(t *testing.T) {
 		{"card removal → every agent process", "1.89 ms after the bare watcher (agents exited 1.87 ms, connection closed 0.62 ms, told 1.89 ms; worst cycle 5.17 ms)",
 			"bare scard watcher", "+1.89 ms"},
 		{"reinsertion", "457 ms", "bare scard watcher sees the card: 395 ms", "1.16×"},
-		{"card signatures per handshake", "0.50 ", "no TLS session cache: 1.00 ", "0.50×"},
+		{"card signatures per handshake", "0.50", "no TLS session cache: 1.00", "0.50×"},
 		{"PKCS#11 agent process memory", "21.9 MB (peak 21.9 MB)", "pkcs11-tool listing the same card's objects, peak: 18.7 MB", "1.17× (peaks)"},
 		{"fresh connection: connect + TLS + login + LIST-STATUS, median of 7 interleaved runs; the baselines use the card's key exported to a file; CardMail makes full handshakes here, 1 card signature each: this Dovecot resumes no TLS session; vs go-imap",
 			"110 ms", "go-imap imapclient: 88.9 ms", "1.24× slower"},
