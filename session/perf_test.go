@@ -32,6 +32,7 @@ type bareWatcher struct {
 	mu       sync.Mutex
 	removed  []time.Time
 	inserted []time.Time
+	err      error // why the watcher stopped, once done is closed
 	done     chan struct{}
 }
 
@@ -46,6 +47,9 @@ func startBareWatcher(t testing.TB, readerName string) *bareWatcher {
 		rs := []scard.ReaderState{{Reader: readerName, CurrentState: scard.StateUnaware}}
 		for {
 			if err := ctx.GetStatusChange(rs, -1); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
 				return
 			}
 			ev := rs[0].EventState
@@ -63,6 +67,16 @@ func startBareWatcher(t testing.TB, readerName string) *bareWatcher {
 	}()
 	t.Cleanup(func() { _ = ctx.Cancel(); <-w.done; _ = ctx.Release() })
 	return w
+}
+
+// state says whether the watcher still runs, and why it stopped.
+func (w *bareWatcher) state() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return "stopped: " + w.err.Error()
+	}
+	return fmt.Sprintf("running; %d removals, %d insertions seen", len(w.removed), len(w.inserted))
 }
 
 // last returns the latest removal (or insertion) the watcher saw, zero if none.
@@ -309,7 +323,7 @@ func BenchmarkCardChange(b *testing.B) {
 		for deadline := time.Now().Add(2 * time.Second); seen.IsZero() || seen.Before(start); {
 			seen = bare.last(false)
 			if time.Now().After(deadline) {
-				b.Fatal("bare watcher did not see the removal")
+				b.Fatalf("cycle %d: the bare watcher did not see the removal (%s)", i, bare.state())
 			}
 			time.Sleep(time.Millisecond)
 		}
