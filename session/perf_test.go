@@ -26,13 +26,14 @@ import (
 )
 
 // bareWatcher is the baseline: the simplest possible PC/SC watcher (one context, GetStatusChange in a loop on one
-// reader), timestamping each time it sees the card leave.
+// reader), timestamping each time it sees the card leave or come.
 type bareWatcher struct {
 	ctx      *scard.Context
 	mu       sync.Mutex
 	removed  []time.Time
 	inserted []time.Time
-	err      error // why the watcher stopped, once done is closed
+	err      error    // why the watcher stopped, once done is closed
+	hist     []string // every state change, for the message when a removal is missed
 	done     chan struct{}
 }
 
@@ -55,10 +56,14 @@ func startBareWatcher(t testing.TB, readerName string) *bareWatcher {
 			ev := rs[0].EventState
 			now := time.Now()
 			w.mu.Lock()
+			w.hist = append(w.hist, fmt.Sprintf("%s %#x→%#x", now.Format("15:04:05.000"), rs[0].CurrentState, ev))
+			// A card pulled while pcscd talks to it may first make the reader unavailable, then empty: any state
+			// without a card after one with a card is the removal.
+			was, is := rs[0].CurrentState&scard.StatePresent != 0, ev&scard.StatePresent != 0
 			switch {
-			case ev&scard.StateEmpty != 0 && rs[0].CurrentState&scard.StatePresent != 0:
+			case was && !is:
 				w.removed = append(w.removed, now)
-			case ev&scard.StatePresent != 0 && rs[0].CurrentState&scard.StateEmpty != 0:
+			case !was && is && rs[0].CurrentState != scard.StateUnaware:
 				w.inserted = append(w.inserted, now)
 			}
 			w.mu.Unlock()
@@ -76,7 +81,7 @@ func (w *bareWatcher) state() string {
 	if w.err != nil {
 		return "stopped: " + w.err.Error()
 	}
-	return fmt.Sprintf("running; %d removals, %d insertions seen", len(w.removed), len(w.inserted))
+	return fmt.Sprintf("running; %d removals, %d insertions seen; states %v", len(w.removed), len(w.inserted), w.hist)
 }
 
 // last returns the latest removal (or insertion) the watcher saw, zero if none.
