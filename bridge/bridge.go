@@ -539,6 +539,9 @@ var errTLSOnPlainPort = errors.New("TLS handshake on a plaintext port (client se
 
 func (c *localConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		ackNow(c.Conn)
+	}
 	if n > 0 && c.sniff.CompareAndSwap(true, false) && p[0] == 0x16 {
 		c.fault(diagnosis.WrongSecurityMode)
 		c.Conn.Close()
