@@ -25,9 +25,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bridge"
 	"github.com/cardmail/cardmail/demo"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"

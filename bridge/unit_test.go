@@ -17,8 +17,8 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/bridge"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/session"
 )

@@ -14,8 +14,8 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
-	"github.com/cardmail/cardmail/bench"
-	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/internal/bench"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 	"github.com/cardmail/cardmail/words"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cardmail/cardmail/profile"
 
-	"github.com/cardmail/cardmail/bench"
-	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/internal/bench"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 	"github.com/cardmail/cardmail/words"
 )
 

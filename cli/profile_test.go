@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/demo"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/profile"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/token"
 	"github.com/cardmail/cardmail/words"
 )

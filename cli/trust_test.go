@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/cardmail/cardmail/app"
-	"github.com/cardmail/cardmail/bench"
-	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/words"
 )

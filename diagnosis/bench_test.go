@@ -22,9 +22,9 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
-	"github.com/cardmail/cardmail/bench"
-	"github.com/cardmail/cardmail/bench/mailsrv"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"

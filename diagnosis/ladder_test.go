@@ -20,7 +20,7 @@ import (
 
 	"github.com/cardmail/cardmail/profile"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/tlspolicy"
 )

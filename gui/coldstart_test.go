@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/cardmail/cardmail/app"
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // coldStartRuns is how many times each binary is started; the table shows the medians.

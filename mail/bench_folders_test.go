@@ -18,7 +18,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
-	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
 )

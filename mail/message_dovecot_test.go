@@ -14,7 +14,7 @@ import (
 
 	"github.com/cardmail/cardmail/profile"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/mail"
 )
 

@@ -5,7 +5,7 @@
 #      `cardmail --version` and the example preset;
 #   3. under the machine-wide bench lock (flock on $TMPDIR/cardmail-bench.lock, the one bench.Lock takes):
 #      `cardmail readers --json` against the running pcscd, with no card and then with the bench's virtual card
-#      (bench/cmd/vcard) in the first vpcd reader; then the GUI under Xvfb: it must stay up, and an xwd screenshot
+#      (internal/bench/cmd/vcard) in the first vpcd reader; then the GUI under Xvfb: it must stay up, and an xwd screenshot
 #      (converted to PNG) must not be blank;
 #   4. `apt-get remove --purge cardmail` and checks that /usr/bin/cardmail and /etc/cardmail are gone.
 # pcscd must be running with the vpcd driver (scripts/dev.sh test starts it). Screenshot: bin/pkg/smoke-linux.png.
@@ -80,7 +80,7 @@ PY
 cat "$work/readers.json"
 
 step "virtual card in the first reader"
-timeout 120 go build -o "$work/vcard" ./bench/cmd/vcard || fail "go build ./bench/cmd/vcard"
+timeout 120 go build -o "$work/vcard" ./internal/bench/cmd/vcard || fail "go build ./internal/bench/cmd/vcard"
 "$work/vcard" --reader-addr 127.0.0.1:35963 --identity alice --dir "$tmp/pki" >"$work/vcard.log" 2>&1 &
 pids+=($!)
 ok=""

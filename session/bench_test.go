@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
 )

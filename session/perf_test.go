@@ -19,8 +19,8 @@ import (
 
 	"github.com/ebfe/scard"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"
 )

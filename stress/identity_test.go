@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/cli"
 	"github.com/cardmail/cardmail/demo"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // The report that opened issue 9, replayed: `cardmail folders --repeat` against a server that resumes TLS sessions

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/cardmail/cardmail/app"
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/demo"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/profile"
 	"github.com/cardmail/cardmail/session"

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
-	"github.com/cardmail/cardmail/bench/mailsrv"
+	"github.com/cardmail/cardmail/internal/bench"
+	"github.com/cardmail/cardmail/internal/bench/mailsrv"
 )
 
 // The environment stage.sh passes.

@@ -3,8 +3,8 @@ package mailsrv
 import (
 	"testing"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // DovecotOptions tunes StartDovecot. The zero value gives an empty mailbox, the bench CA as the only client CA and

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // rawCheck is what a scenario's server must do at the wire level, checked with Alice's key in memory (no card).

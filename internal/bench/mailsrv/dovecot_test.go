@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 	"github.com/cardmail/cardmail/reader"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/token"

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // OtherCAName is the subject CN of the second CA some scenarios use (a CA that did not issue the card or the trusted

@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 func main() {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // Machine facts (Debian 12, test-bench.md).

@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // tcpServer accepts connections on 127.0.0.1 and runs handle for each, with IOTimeout as the connection deadline.

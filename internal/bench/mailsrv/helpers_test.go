@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/cardmail/cardmail/bench"
+	"github.com/cardmail/cardmail/internal/bench"
 )
 
 // testPKI is a PKI with Alice and Bruno for tests that need no card (the keys are in memory).
