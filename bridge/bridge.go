@@ -40,6 +40,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/cardmail/cardmail/diagnosis"
+	"github.com/cardmail/cardmail/internal/quickack"
 	"github.com/cardmail/cardmail/mail"
 	"github.com/cardmail/cardmail/session"
 	"github.com/cardmail/cardmail/words"
@@ -540,7 +541,7 @@ var errTLSOnPlainPort = errors.New("TLS handshake on a plaintext port (client se
 func (c *localConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		ackNow(c.Conn)
+		quickack.Now(c.Conn) // mbsync: see package quickack
 	}
 	if n > 0 && c.sniff.CompareAndSwap(true, false) && p[0] == 0x16 {
 		c.fault(diagnosis.WrongSecurityMode)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/cardmail/cardmail/internal/quickack"
 )
 
 // DialTimeout bounds the TCP connect to vpcd in Card.Insert.
@@ -112,14 +114,14 @@ func (c *Card) serve(sess *cardSession) {
 	var hdr [2]byte
 	buf := make([]byte, 0, 1024)
 	for {
-		quickAck(sess.conn)
+		quickack.Now(sess.conn)
 		if _, err := io.ReadFull(sess.conn, hdr[:]); err != nil {
 			c.endDebug(sess, err)
 			return
 		}
 		n := int(binary.BigEndian.Uint16(hdr[:]))
 		buf = buf[:n]
-		quickAck(sess.conn)
+		quickack.Now(sess.conn)
 		if _, err := io.ReadFull(sess.conn, buf); err != nil {
 			c.endDebug(sess, err)
 			return
