@@ -28,7 +28,7 @@ echo "== fyne package -os linux (tar.xz)"
 # fyne package reads FyneApp.toml (and the icon it names) from its source directory, writes <Name>.tar.xz there and
 # then bumps Build in that FyneApp.toml: give it a copy (with a stub .go file, which it insists on even with --exe)
 # so the source tree is left alone.
-src="$work/fyne-src"
+src="$work/_fyne-src"  # "_": go list ./... skips it (it holds a stub main.go)
 mkdir -p "$src/assets"
 cp FyneApp.toml "$src/"
 cp assets/icon.png "$src/assets/icon.png"

@@ -33,7 +33,7 @@ got="$("$work/cardmail" --version)"
 
 echo "== fyne package -os darwin"
 # fyne package bumps Build in the FyneApp.toml it reads and insists on a .go file: give it a copy.
-src="$work/fyne-src"
+src="$work/_fyne-src"  # "_": go list ./... skips it (it holds a stub main.go)
 mkdir -p "$src/assets"
 cp FyneApp.toml "$src/"
 cp assets/icons/cardmail-1024.png "$src/assets/icon.png"

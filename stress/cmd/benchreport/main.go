@@ -352,7 +352,7 @@ func bridgeRows(o *Output) []Row {
 	id, ok2 := o.Metric("bridge", "Bridge", "ms-idle-direct")
 	if ok1 && ok2 {
 		rows = append(rows, Row{"12", "IDLE notification delay, delivery start → EXISTS (the same delivery seen by both clients), median of 10",
-			num(ib, "ms"), "direct: " + num(id, "ms"), ratio(ib, id) + fmt.Sprintf(" (+%.2f ms)", ib-id), "—", false})
+			num(ib, "ms"), "direct: " + num(id, "ms"), ratio(ib, id) + fmt.Sprintf(" (%+.2f ms)", ib-id), "—", false})
 	} else {
 		rows = append(rows, missing("12", "IDLE notification delay through the bridge vs direct", "—", bb))
 	}
