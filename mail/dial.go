@@ -81,6 +81,8 @@ type conn struct {
 	facts *tlspolicy.Facts
 	rec   *session.Record
 	id    *session.Identity
+	// untrack ends the attempt's own registration of raw with the card's generation (see open).
+	untrack func()
 
 	mu       sync.Mutex
 	state    tls.ConnectionState
@@ -120,6 +122,7 @@ func (c *conn) stepFor(ctx context.Context, name string, timeout time.Duration, 
 		}
 	}
 	if err != nil {
+		err = c.cardGone(err)
 		var se *StepError
 		if !errors.As(err, &se) {
 			err = &StepError{Step: name, Err: err, Handshake: c.rec.Facts()}
@@ -129,6 +132,25 @@ func (c *conn) stepFor(ctx context.Context, name string, timeout time.Duration, 
 		c.tr.Step(name, err, time.Since(start))
 	}
 	return err
+}
+
+// cardGone says why a step failed when the card's generation ended under it (the manager closed the tracked
+// connection): a card error (card removed), not the network error the closed socket gave.
+func (c *conn) cardGone(err error) error {
+	var ce *session.CardError
+	if c.id == nil || c.id.Current() || errors.As(err, &ce) {
+		return err
+	}
+	return &session.CardError{Reader: c.id.Reader, Generation: c.id.Generation,
+		Err: fmt.Errorf("%w: %w", session.ErrCardRemoved, err)}
+}
+
+// release ends what the attempt registered with the card's generation; a connection that succeeded has registered
+// itself for its whole life by then.
+func (c *conn) release() {
+	if c.untrack != nil {
+		c.untrack()
+	}
 }
 
 // newConn starts the state of one connection attempt, with the trace's Facts and Record when it has them.
@@ -155,6 +177,7 @@ func (d *Dialer) newConn(ctx context.Context) *conn {
 func (d *Dialer) retryResumption(ctx context.Context, attempt func(cn *conn) error) error {
 	cn := d.newConn(ctx)
 	err := attempt(cn)
+	cn.release()
 	if err == nil || ctx.Err() != nil {
 		return err
 	}
@@ -169,17 +192,28 @@ func (d *Dialer) retryResumption(ctx context.Context, attempt func(cn *conn) err
 	if cn.tr.Log != nil {
 		cn.tr.Log("-- the server refused to resume the TLS session; retrying once with a full handshake")
 	}
-	return attempt(d.newConn(ctx))
+	cn = d.newConn(ctx)
+	err = attempt(cn)
+	cn.release()
+	return err
 }
 
 // open starts connection attempt cn to srv: the card's TLS configuration first (no network I/O: an absent card
-// fails here), then the TCP connection.
+// fails here), then the TCP connection, which is tracked with the card's generation from then on: a card change
+// during the handshake, the greeting or the login closes it there, so no server keeps authenticating a card that has
+// left (retryResumption ends that registration once the attempt is over).
 func (d *Dialer) open(ctx context.Context, a Account, srv profile.Server, cn *conn) (*tls.Config, error) {
 	cfg, err := d.tlsConfig(ctx, a, srv, cn)
 	if err != nil {
 		return nil, err
 	}
-	return cfg, cn.connect(ctx, srv)
+	if err := cn.connect(ctx, srv); err != nil {
+		return nil, err
+	}
+	if cn.id != nil {
+		cn.untrack = cn.id.Track(cn.raw)
+	}
+	return cfg, nil
 }
 
 // SessionsFor is the session manager that serves a's card: a.Sessions, else d.Sessions.
