@@ -38,10 +38,12 @@ type MailServer struct {
 	observe        func(Handshake)
 }
 
-// Handshake is one TLS handshake the server accepted: when, the e-mail address of the client certificate that
-// authenticated it (for a resumed session: the certificate of the handshake that made the session), and whether it
-// resumed a session.
+// Handshake is one TLS handshake the server accepted: when its connection was accepted (Start, before the client's
+// hello: whatever the client decided, a signature or a session to resume, it decided after Start) and when it
+// completed (Time), the e-mail address of the client certificate that authenticated it (for a resumed session: the
+// certificate of the handshake that made the session), and whether it resumed a session.
 type Handshake struct {
+	Start   time.Time
 	Time    time.Time
 	Address string
 	Resumed bool
@@ -137,6 +139,7 @@ func (l *observingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	accepted := time.Now()
 	tc := tls.Server(raw, l.cfg)
 	l.s.mu.Lock()
 	fn := l.s.observe
@@ -151,7 +154,7 @@ func (l *observingListener) Accept() (net.Conn, error) {
 			if len(cs.PeerCertificates) > 0 && len(cs.PeerCertificates[0].EmailAddresses) > 0 {
 				addr = strings.ToLower(cs.PeerCertificates[0].EmailAddresses[0])
 			}
-			fn(Handshake{Time: time.Now(), Address: addr, Resumed: cs.DidResume})
+			fn(Handshake{Start: accepted, Time: time.Now(), Address: addr, Resumed: cs.DidResume})
 		}()
 	}
 	return tc, nil
