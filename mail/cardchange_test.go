@@ -21,11 +21,7 @@ import (
 // dial waited for the greeting until its step timeout (10 s here) and then failed with a time-out.
 func TestCardPulledDuringLogin(t *testing.T) {
 	f := newFixture(t, mailsrv.DovecotOptions{})
-	srvID, err := f.b.PKI.ServerCert("127.0.0.1", "localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(srvID.CertPEM, srvID.KeyPEM)
+	cert, _, err := mailsrv.IssueServerCert(f.b.PKI, mailsrv.CertOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
