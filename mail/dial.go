@@ -135,14 +135,23 @@ func (c *conn) stepFor(ctx context.Context, name string, timeout time.Duration, 
 }
 
 // cardGone says why a step failed when the card's generation ended under it (the manager closed the tracked
-// connection): a card error (card removed), not the network error the closed socket gave.
+// connection): the card's error (gone), not the network error the closed socket gave.
 func (c *conn) cardGone(err error) error {
 	var ce *session.CardError
 	if c.id == nil || c.id.Current() || errors.As(err, &ce) {
 		return err
 	}
-	return &session.CardError{Reader: c.id.Reader, Generation: c.id.Generation,
-		Err: fmt.Errorf("%w: %w", session.ErrCardRemoved, err)}
+	return c.gone(err)
+}
+
+// gone is the error of a connection, or a connection attempt, that the session manager closed because its card's
+// generation ended: a card error wrapping session.ErrCardRemoved and ErrClosed, then cause (if not nil).
+func (c *conn) gone(cause error) error {
+	err := fmt.Errorf("%w: %w", session.ErrCardRemoved, ErrClosed)
+	if cause != nil {
+		err = fmt.Errorf("%w: %w", err, cause)
+	}
+	return &session.CardError{Reader: c.id.Reader, Generation: c.id.Generation, Err: err}
 }
 
 // release ends what the attempt registered with the card's generation; a connection that succeeded has registered

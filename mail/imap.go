@@ -272,9 +272,9 @@ func (c *IMAPConn) opFor(ctx context.Context, step string, timeout time.Duration
 	if !c.Alive() {
 		return &StepError{Step: step, Err: c.closedErr()}
 	}
-	err := c.cn.stepFor(ctx, step, timeout, fn)
+	err := c.cn.stepFor(ctx, step, timeout, fn) // a card change under the command comes back as conn.gone
 	if err != nil && !c.Alive() {
-		// The manager closed the connection under the command: say so.
+		// The connection was closed under the command (by its owner, or by the card change): say so.
 		if !errors.Is(err, ErrClosed) {
 			err = &StepError{Step: step, Err: fmt.Errorf("%w: %w", c.closedErr(), err)}
 		}
@@ -284,8 +284,7 @@ func (c *IMAPConn) opFor(ctx context.Context, step string, timeout time.Duration
 
 func (c *IMAPConn) closedErr() error {
 	if !c.cn.id.Current() {
-		return &session.CardError{Reader: c.cn.id.Reader, Generation: c.cn.id.Generation,
-			Err: errors.Join(ErrClosed, session.ErrCardRemoved)}
+		return c.cn.gone(nil)
 	}
 	return ErrClosed
 }
