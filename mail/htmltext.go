@@ -23,7 +23,21 @@ func HTMLText(r io.Reader) string {
 	var b textBuilder
 	skip := 0         // depth inside elements whose content is not shown
 	pre := 0          // depth inside <pre>
-	var links []*link // open <a> elements
+	// open is the <a> element being read. An <a> start tag closes the one before, as in HTML's own parsing rules
+	// (links do not nest): text goes to one link at most, so the work stays linear in the document's size.
+	var open *link
+	closeLink := func() {
+		l := open
+		open = nil
+		if l == nil {
+			return
+		}
+		text := strings.TrimSpace(l.text.String())
+		if shownAddress(l.href) && text != strings.TrimPrefix(l.href, "mailto:") && text != l.href {
+			b.space = true
+			b.words("<" + l.href + ">")
+		}
+	}
 	for {
 		tt := z.Next()
 		switch tt {
@@ -39,8 +53,8 @@ func HTMLText(r io.Reader) string {
 			} else {
 				b.words(t)
 			}
-			for _, l := range links {
-				l.text.WriteString(t)
+			if open != nil {
+				open.text.WriteString(t)
 			}
 		case html.StartTagToken, html.SelfClosingTagToken, html.EndTagToken:
 			name, hasAttr := z.TagName()
@@ -85,15 +99,10 @@ func HTMLText(r io.Reader) string {
 					pre++
 				}
 			case a == atom.A && !end && tt != html.SelfClosingTagToken:
-				links = append(links, &link{href: strings.TrimSpace(attrs["href"])})
-			case a == atom.A && end && len(links) > 0:
-				l := links[len(links)-1]
-				links = links[:len(links)-1]
-				if shownAddress(l.href) && strings.TrimSpace(l.text.String()) != strings.TrimPrefix(l.href, "mailto:") &&
-					strings.TrimSpace(l.text.String()) != l.href {
-					b.space = true
-					b.words("<" + l.href + ">")
-				}
+				closeLink()
+				open = &link{href: strings.TrimSpace(attrs["href"])}
+			case a == atom.A && end:
+				closeLink()
 			case block[a] > 0:
 				b.breakLines(block[a])
 			}
