@@ -21,7 +21,7 @@ func Remove(path string) error { return os.Remove(path) }
 func renameNoReplace(tmp, target string) error {
 	err := os.Link(tmp, target)
 	if err == nil {
-		return os.Remove(tmp)
+		return nil // write removes the temporary name (a failure to remove it must not undo the publication)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return err
