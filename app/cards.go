@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,7 +41,9 @@ type CardsConfig struct {
 type Cards struct {
 	cfg CardsConfig
 
-	mu       sync.Mutex // held while a reader event is handed to every manager, and while a manager is created
+	// mu guards the fields below. It is not held while a manager applies an event (a removal waits for agents to exit
+	// and connections to close, seconds at worst), so Manager, used from the window, never waits for that.
+	mu       sync.Mutex
 	managers map[string]*session.Manager
 	seen     map[string]reader.Reader // the readers the watcher reported, with their card state
 	synced   bool
@@ -82,10 +86,11 @@ func (c *Cards) Start(ctx context.Context) {
 	}()
 }
 
-// apply records ev and hands it to every manager.
+// apply records ev and hands it to every manager. Only the watcher goroutine calls it, so managers get events in
+// order; a manager created meanwhile is told the recorded state, which already includes ev, and is not in the list
+// this call hands ev to.
 func (c *Cards) apply(ev reader.Event) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch ev.Kind {
 	case reader.ReaderAdded:
 		c.seen[ev.Reader] = reader.Reader{Name: ev.Reader}
@@ -101,7 +106,9 @@ func (c *Cards) apply(ev reader.Event) {
 	case reader.Synced:
 		c.synced = true
 	}
-	for _, m := range c.managers {
+	managers := slices.Collect(maps.Values(c.managers))
+	c.mu.Unlock()
+	for _, m := range managers {
 		m.Apply(ev)
 	}
 }
