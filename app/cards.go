@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -158,51 +157,12 @@ func (c *Cards) Close() error {
 	return errors.Join(errs...)
 }
 
-// ReadersError says why the readers could not be listed: the problem's stable code (for words) and its technical
-// detail (the PC/SC error's name and value, for reports).
-type ReadersError struct {
-	Problem reader.Problem
-	Detail  string
-	Err     error
-}
+// Readers lists the PC/SC readers and their card state. Errors are reader.List's (reader.ProblemOf and
+// reader.Detail put them in words and names), or ctx's error.
+func (c *Cards) Readers(ctx context.Context) ([]reader.Reader, error) { return reader.List(ctx) }
 
-func (e *ReadersError) Error() string { return fmt.Sprintf("readers: %s: %v", e.Problem, e.Err) }
-func (e *ReadersError) Unwrap() error { return e.Err }
-
-// Readers lists the PC/SC readers and their card state. Errors: *ReadersError (service not running, internal
-// error, ...), or ctx's error.
-func (c *Cards) Readers(ctx context.Context) ([]reader.Reader, error) {
-	rs, err := reader.List(ctx)
-	if err != nil && ctx.Err() == nil {
-		return nil, readersError(err)
-	}
-	return rs, err
-}
-
-// WatchReaders streams reader events until ctx ends (the `readers --watch` command). A ServiceDown event's Err is
-// a *ReadersError.
-func (c *Cards) WatchReaders(ctx context.Context) <-chan reader.Event {
-	in := c.cfg.Watch(ctx)
-	out := make(chan reader.Event)
-	go func() {
-		defer close(out)
-		for ev := range in {
-			if ev.Err != nil {
-				ev.Err = readersError(ev.Err)
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
-}
-
-func readersError(err error) *ReadersError {
-	return &ReadersError{Problem: reader.ProblemOf(err), Detail: reader.Detail(err), Err: err}
-}
+// WatchReaders streams reader events until ctx ends (the `readers --watch` command).
+func (c *Cards) WatchReaders(ctx context.Context) <-chan reader.Event { return c.cfg.Watch(ctx) }
 
 // Certificates lists the certificates of the present cards (default module) without a PIN, with their verdicts.
 func (c *Cards) Certificates(ctx context.Context) ([]session.CardCert, error) {
