@@ -165,14 +165,13 @@ func (s *Accounts) check(ctx context.Context, p *profile.Profile, t diagnosis.Ta
 }
 
 // FoldersOnce lists the folders of a profile's mailbox on a connection of its own, closed afterwards (the command
-// line's `folders --repeat`: a fresh connection each time, like a mail client that reconnects). rec, when not nil,
-// records the card side of the handshake.
-func (s *Accounts) FoldersOnce(ctx context.Context, p *profile.Profile, rec *session.Record) ([]mail.Folder, error) {
+// line's `folders --repeat`: a fresh connection each time, like a mail client that reconnects).
+func (s *Accounts) FoldersOnce(ctx context.Context, p *profile.Profile) ([]mail.Folder, error) {
 	a, err := s.Account(p)
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.dialer.IMAP(mail.WithTrace(ctx, &mail.Trace{Record: rec}), a)
+	c, err := s.dialer.IMAP(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -181,13 +180,12 @@ func (s *Accounts) FoldersOnce(ctx context.Context, p *profile.Profile, rec *ses
 }
 
 // SendTestTo sends the test message to another address than the profile's own (the command line's send-test --to).
-// rec, when not nil, records the card side of the handshake.
-func (s *Accounts) SendTestTo(ctx context.Context, p *profile.Profile, to string, rec *session.Record) (*mail.Sent, error) {
+func (s *Accounts) SendTestTo(ctx context.Context, p *profile.Profile, to string) (*mail.Sent, error) {
 	a, err := s.Account(p)
 	if err != nil {
 		return nil, err
 	}
-	return s.dialer.SendTest(mail.WithTrace(ctx, &mail.Trace{Record: rec}), a, to)
+	return s.dialer.SendTest(ctx, a, to)
 }
 
 // Folders lists the folders of a profile's mailbox on the pooled connection (one card login per card session).

@@ -83,7 +83,7 @@ func foldersOnce(ctx context.Context, r *runApp, tf *targetFlags, p *profile.Pro
 	var folders []mail.Folder
 	err := tf.pin(ctx, r, p)
 	if err == nil {
-		folders, err = r.accounts.FoldersOnce(ctx, p, nil)
+		folders, err = r.accounts.FoldersOnce(ctx, p)
 	}
 	out := foldersJSON{outcome: outcomeOf(lang, err), Folders: []folderJSON{}}
 	for _, f := range folders {

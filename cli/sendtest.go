@@ -51,7 +51,7 @@ func runSendTest(ctx context.Context, env Env, args []string) int {
 	var sent *mail.Sent
 	err = tf.pin(ctx, r, p)
 	if err == nil {
-		sent, err = r.accounts.SendTestTo(ctx, p, *to, nil)
+		sent, err = r.accounts.SendTestTo(ctx, p, *to)
 	}
 	out := sentJSON{outcome: outcomeOf(env.Lang, err), To: []string{}, Unconfirmed: errors.Is(err, mail.ErrDeliveryUnconfirmed)}
 	if sent != nil {
