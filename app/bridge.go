@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/tls"
 	"fmt"
 
 	"github.com/cardmail/cardmail/bridge"
@@ -29,20 +30,26 @@ func (s *Accounts) registry() (*bridge.Registry, error) {
 // BridgeSetup returns the saved bridge settings of a profile's account, its bridge password (created on first use)
 // and the loopback certificate file.
 func (s *Accounts) BridgeSetup(p *profile.Profile) (bridge.Setup, error) {
+	setup, _, err := s.bridgeSetup(p)
+	return setup, err
+}
+
+// bridgeSetup is BridgeSetup, with the loopback TLS configuration the certificate file belongs to.
+func (s *Accounts) bridgeSetup(p *profile.Profile) (bridge.Setup, *tls.Config, error) {
 	r, err := s.registry()
 	if err != nil {
-		return bridge.Setup{}, err
+		return bridge.Setup{}, nil, err
 	}
 	set, err := r.Store().Settings(p.Address)
 	if err != nil {
-		return bridge.Setup{Settings: set}, err
+		return bridge.Setup{Settings: set}, nil, err
 	}
 	pw, err := r.Store().Password(p.Address)
 	if err != nil {
-		return bridge.Setup{Settings: set}, err
+		return bridge.Setup{Settings: set}, nil, err
 	}
-	_, certFile, err := r.Store().LoopbackTLS()
-	return bridge.Setup{Settings: set, Password: pw, CertFile: certFile}, err
+	cfg, certFile, err := r.Store().LoopbackTLS()
+	return bridge.Setup{Settings: set, Password: pw, CertFile: certFile}, cfg, err
 }
 
 // StartBridge starts (or restarts) the bridge of a profile's account with set and remembers it as enabled. lang is
@@ -67,19 +74,11 @@ func (s *Accounts) StartBridge(p *profile.Profile, set bridge.Settings, lang wor
 // bridge.Start (*bridge.ListenError for a taken port or a non-loopback address), the store's, or the account's.
 func (s *Accounts) ServeBridge(p *profile.Profile, imapAddr, smtpAddr string, lang words.Lang,
 	onEvent func(bridge.Event)) (*bridge.Bridge, bridge.Setup, error) {
-	setup, err := s.BridgeSetup(p)
+	setup, tlsCfg, err := s.bridgeSetup(p)
 	if err != nil {
 		return nil, setup, err
 	}
 	a, err := s.Account(p)
-	if err != nil {
-		return nil, setup, err
-	}
-	r, err := s.registry()
-	if err != nil {
-		return nil, setup, err
-	}
-	tlsCfg, _, err := r.Store().LoopbackTLS()
 	if err != nil {
 		return nil, setup, err
 	}
