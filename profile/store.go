@@ -276,10 +276,7 @@ func readPreset(g *presetGuard, path, name string) (*Profile, error) {
 // ignores and a later Save removes once it is older than a minute. Errors: *ValidationError (p is not saved),
 // *FileError for file system failures. p.Version is ignored: Version is written.
 func (s *Store) Save(p *Profile) error {
-	if err := s.put(p, ""); err != nil {
-		return err
-	}
-	return s.syncUserDir()
+	return s.put(p, "") // atomicfile.Write fsyncs the directory
 }
 
 // put writes p atomically over path ("" means UserDir/<p.Name>.json) with internal/atomicfile.
