@@ -209,10 +209,10 @@ func (p *providerPage) applyDiscovered(res *autoconfig.Result) {
 		return fmt.Sprintf("%s:%d (%s)", s[0].Host, s[0].Port, z.t("wizard.security."+string(s[0].Security), nil))
 	}
 	if len(res.IMAP) > 0 {
-		imap = profile.Server{Host: res.IMAP[0].Host, Port: res.IMAP[0].Port, Security: profile.Security(res.IMAP[0].Security)}
+		imap = res.IMAP[0].Server
 	}
 	if len(res.SMTP) > 0 {
-		smtp = profile.Server{Host: res.SMTP[0].Host, Port: res.SMTP[0].Port, Security: profile.Security(res.SMTP[0].Security)}
+		smtp = res.SMTP[0].Server
 	}
 	z.servers.fill(imap, smtp, generic.Login, generic.TLSPolicy)
 	p.info.SetText(z.t("wizard.discover.found", map[string]any{

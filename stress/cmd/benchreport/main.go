@@ -383,10 +383,6 @@ func otherRows(o *Output) []Row {
 	}
 	pair("CRL decision, 10,000 entries", "tlspolicy", "CRLStatus/10000-entries", "CRLStatus/baseline-1-entry", "ns/op", 1e3)
 	pair("profile Save (atomic, fsync)", "profile", "Save", "SaveBaselineWriteFile", "ns/op", 1e6)
-	seen := map[string]bool{}
-	for _, r := range rows {
-		seen[r.Measure] = true
-	}
 	for _, r := range o.Results {
 		pkg := r.Pkg[strings.LastIndex(r.Pkg, "/")+1:]
 		switch {
