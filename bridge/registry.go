@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"errors"
-	"strings"
 	"sync"
 
 	"github.com/cardmail/cardmail/mail"
@@ -137,11 +136,6 @@ func (r *Registry) Close() error {
 		b.Close()
 	}
 	return nil
-}
-
-// SameAccount reports whether two addresses name the same account (case-insensitive).
-func SameAccount(a, b string) bool {
-	return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
 }
 
 // Setup is what a person needs to set up a mail client for one account's bridge.

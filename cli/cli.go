@@ -44,16 +44,6 @@ var commands = []command{
 	{"bridge", "bridge [target flags] [--listen-imap ADDR] [--listen-smtp ADDR] [--json]: serve the account to local mail clients through the card", runBridge},
 }
 
-// IsCommand reports whether name is a subcommand (main.go starts the GUI otherwise).
-func IsCommand(name string) bool {
-	for _, c := range commands {
-		if c.name == name {
-			return true
-		}
-	}
-	return name == "help" || name == "-h" || name == "--help"
-}
-
 // Run runs the subcommand args[0] with args[1:] and returns the exit status. ctx ends long-running commands (such
 // as readers --watch): main cancels it on SIGINT/SIGTERM.
 func Run(ctx context.Context, env Env, args []string) int {

@@ -57,14 +57,6 @@ func RunAgent() int {
 	return 0
 }
 
-// ServeAgent serves the agent's net/rpc (gob) protocol: requests from r, replies to w, the module path from
-// CARDMAIL_TOKEN_MODULE. Each call runs in its own goroutine; PKCS#11 calls are serialised. It returns nil when r
-// reaches EOF (pending calls get up to one second to reply; a call hung inside the module is abandoned, the caller
-// exits the process). It logs to stderr.
-func ServeAgent(r io.Reader, w io.Writer) error {
-	return serveAgent(r, w, log.New(os.Stderr, fmt.Sprintf("cardmail token agent[%d]: ", os.Getpid()), log.LstdFlags|log.Lmicroseconds))
-}
-
 func serveAgent(r io.Reader, w io.Writer, logger *log.Logger) error {
 	a := &agent{
 		module:   os.Getenv(envModule),
