@@ -21,8 +21,8 @@ const maxHTMLDepth = 1 << 16
 func HTMLText(r io.Reader) string {
 	z := html.NewTokenizer(r)
 	var b textBuilder
-	skip := 0         // depth inside elements whose content is not shown
-	pre := 0          // depth inside <pre>
+	skip := 0 // depth inside elements whose content is not shown
+	pre := 0  // depth inside <pre>
 	// open is the <a> element being read. An <a> start tag closes the one before, as in HTML's own parsing rules
 	// (links do not nest): text goes to one link at most, so the work stays linear in the document's size.
 	var open *link
